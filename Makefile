@@ -1,0 +1,63 @@
+# tandem — the two commands that matter: `make demo` and `make test`.
+# Each does all set-up on a fresh Debian machine (packages, configure, build).
+
+JOBS ?= $(shell nproc)
+BUILD ?= build
+SHARED ?= $(abspath ../shared)
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build test test-asan fuzz fuzz-smoke demo bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@cd $(BUILD) && TANDEM_SHARED=$(SHARED) ctest --output-on-failure -j $(JOBS)
+
+# Unit and parity tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+build-asan/build.ninja: | deps
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON \
+	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >/dev/null
+
+test-asan: deps build-asan/build.ninja
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && TANDEM_SHARED=$(SHARED) ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (clang). `make fuzz-smoke` runs each for FUZZ_SECONDS.
+build-fuzz/build.ninja: | deps
+	@CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_FUZZ=ON \
+	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >/dev/null
+
+fuzz: deps build-fuzz/build.ninja
+	@cmake --build build-fuzz -j $(JOBS)
+
+fuzz-smoke: fuzz
+	@for f in build-fuzz/fuzz/*; do \
+	  name=$$(basename $$f); mkdir -p build-fuzz/corpus/$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    build-fuzz/corpus/$$name fuzz/seeds/$$name 2>&1 | tail -n 12 || exit 1; \
+	done
+
+demo: build
+	@$(BUILD)/tandem info --model models/demo
+	@$(BUILD)/tandem run --model models/demo --prompt "Return the" -n 40 --ignore-eos
+	@$(BUILD)/tandem run --model models/demo --prompt "Parameters\n----------\n" -n 40 --temperature 0.8 --top-p 0.95 --seed 7
+
+bench: build
+	@$(BUILD)/bench/bench_forward
+
+format:
+	@clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h' 'bench/*.cpp' 'fuzz/*.cpp')
+
+clean:
+	rm -rf build build-asan build-fuzz

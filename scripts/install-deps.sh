@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tandem builds and tests with. Idempotent: runs
+# `apt-get update` only when something is missing, and prints nothing when all
+# is already there.
+set -euo pipefail
+
+PACKAGES=(
+  cmake ninja-build g++ pkg-config clang libclang-rt-dev  # toolchain; clang for libFuzzer
+  libgtest-dev libgmock-dev                       # unit and parity tests
+  nlohmann-json3-dev                              # config.json, tokenizer.json, safetensors headers
+  libpcre2-dev                                    # tokenizer pre-tokenization regexes
+  libcli11-dev                                    # command-line parsing
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

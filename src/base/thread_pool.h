@@ -1,0 +1,61 @@
+// A fixed pool of worker threads for data-parallel loops in the forward pass.
+//
+// One pool is meant to be shared by every model in the process (DESIGN.md,
+// "Sharing the machine"): parallel_for calls from different engines are
+// serialized, so two models never oversubscribe the cores. A parallel_for
+// issued from inside a worker runs inline instead of deadlocking.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tandem {
+
+class ThreadPool {
+ public:
+  // n_threads counts the calling thread: n_threads - 1 workers are started.
+  // 0 means "all hardware threads".
+  explicit ThreadPool(int n_threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Calls fn(begin, end) over [0, n) split in contiguous ranges of at least
+  // `grain` items. Blocks until all ranges are done. The first exception thrown
+  // by any range is rethrown here, after every range has finished.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                    int64_t grain = 1);
+
+ private:
+  void worker_loop(int index);
+  void run_chunks();
+
+  int n_threads_ = 1;
+  std::vector<std::thread> workers_;
+
+  std::mutex run_mutex_;  // one parallel_for at a time
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+
+  // The job in flight.
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0;
+  int64_t chunk_ = 1;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> active_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+};
+
+}  // namespace tandem

@@ -1,0 +1,36 @@
+// Linear layers: y[m, n] = x[m, k] · w[n, k]ᵀ with float32 activations and
+// weights in their stored dtype (F32, BF16, F16), converted in registers.
+//
+// Front end (matmul.cpp) checks shapes and dtypes, splits the n output rows
+// over the thread pool and calls the backend of the active ISA
+// (matmul_scalar.cpp, matmul_avx2.cpp). The scalar backend is the reference the
+// others are tested against.
+#pragma once
+
+#include <cstdint>
+
+#include "base/thread_pool.h"
+#include "kernels/cpu/isa.h"
+#include "tensor/tensor.h"
+
+namespace tandem::kernels {
+
+// w must be rank 2 with shape [n, k]. y has row stride ldy >= n.
+void matmul(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy, ThreadPool& pool);
+
+// Same, on a chosen backend (tests compare them).
+void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
+                 ThreadPool& pool);
+
+// Backend entry: rows [r0, r1) of w against all m rows of x.
+using MatmulRowsFn = void (*)(const float* x, int64_t m, int64_t k, const void* w, DType wtype, int64_t r0,
+                              int64_t r1, float* y, int64_t ldy);
+void matmul_rows_scalar(const float* x, int64_t m, int64_t k, const void* w, DType wtype, int64_t r0, int64_t r1,
+                        float* y, int64_t ldy);
+void matmul_rows_avx2(const float* x, int64_t m, int64_t k, const void* w, DType wtype, int64_t r0, int64_t r1,
+                      float* y, int64_t ldy);
+
+// Converts n elements of a weight row to float32.
+void to_f32(const void* src, DType type, int64_t n, float* dst);
+
+}  // namespace tandem::kernels

@@ -1,0 +1,108 @@
+#include "kernels/cpu/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace tandem::kernels {
+
+void rmsnorm(const float* x, const float* w, float offset, int64_t rows, int64_t n, float eps, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+    for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] * inv) * (w[i] + offset);
+  }
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void add_bias(float* x, const float* b, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) add_inplace(x + r * n, b, n);
+}
+
+void scale_inplace(float* x, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, int64_t n, float* out) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    float g = gate[i];
+    float t = std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g));
+    out[i] = 0.5f * g * (1.0f + t) * up[i];
+  }
+}
+
+void softcap_inplace(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] / cap) * cap;
+}
+
+void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float* cos, const float* sin) {
+  const int64_t half = rot_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      float a = xh[i];
+      float b = xh[i + half];
+      xh[i] = a * cos[i] - b * sin[i];
+      xh[i + half] = b * cos[i] + a * sin[i];
+    }
+  }
+}
+
+void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const float* v, int64_t kv_stride,
+               const AttentionParams& p, float* out, ThreadPool& pool) {
+  const int64_t group = p.n_heads / p.n_kv_heads;
+  const int64_t hd = p.head_dim;
+  const int64_t q_stride = p.n_heads * hd;
+  pool.parallel_for(n_q * p.n_heads, [&](int64_t t0, int64_t t1) {
+    std::vector<float> scores(static_cast<size_t>(pos0 + n_q));
+    std::vector<float> acc(static_cast<size_t>(hd));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t qi = t / p.n_heads;
+      const int64_t h = t % p.n_heads;
+      const int64_t kvh = h / group;
+      const int64_t pos = pos0 + qi;
+      const int64_t first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+      const float* qh = q + qi * q_stride + h * hd;
+      float max_s = -INFINITY;
+      for (int64_t j = first; j <= pos; ++j) {
+        const float* kj = k + j * kv_stride + kvh * hd;
+        float s = 0.0f;
+        for (int64_t d = 0; d < hd; ++d) s += qh[d] * kj[d];
+        s *= p.scale;
+        if (p.softcap > 0.0f) s = std::tanh(s / p.softcap) * p.softcap;
+        scores[static_cast<size_t>(j)] = s;
+        max_s = std::max(max_s, s);
+      }
+      float sum = 0.0f;
+      for (int64_t j = first; j <= pos; ++j) {
+        float e = std::exp(scores[static_cast<size_t>(j)] - max_s);
+        scores[static_cast<size_t>(j)] = e;
+        sum += e;
+      }
+      const float inv = 1.0f / sum;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t j = first; j <= pos; ++j) {
+        const float wgt = scores[static_cast<size_t>(j)] * inv;
+        const float* vj = v + j * kv_stride + kvh * hd;
+        for (int64_t d = 0; d < hd; ++d) acc[static_cast<size_t>(d)] += wgt * vj[d];
+      }
+      std::copy(acc.begin(), acc.end(), out + qi * q_stride + h * hd);
+    }
+  });
+}
+
+}  // namespace tandem::kernels

@@ -1,0 +1,362 @@
+#include "models/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "base/error.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
+
+namespace tandem::models {
+
+using formats::LayerType;
+
+namespace {
+
+std::string layer_prefix(int64_t i) { return "model.layers." + std::to_string(i) + "."; }
+
+template <typename T>
+void ensure_size(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadOptions& opts) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = dir;
+  if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a model folder (no such directory)");
+  m->cfg_ = formats::load_model_config(dir / "config.json");
+  m->arch_ = configure_model(m->cfg_);
+  m->gen_cfg_ = formats::load_generation_config(dir / "generation_config.json");
+  m->ckpt_ = formats::Checkpoint::open(dir);
+  m->load_weights(opts);
+  std::optional<DType> freq_dtype;
+  if (!opts.exact_rope && m->cfg_.dtype == "bfloat16") freq_dtype = DType::kBF16;
+  if (!opts.exact_rope && m->cfg_.dtype == "float16") freq_dtype = DType::kF16;
+  for (LayerType t : {LayerType::kFull, LayerType::kSliding}) {
+    // Build a Rope for both types (params default to the full ones) so indexing is simple.
+    const auto& p = m->cfg_.rope.count(t) ? m->cfg_.rope.at(t) : m->cfg_.rope.at(LayerType::kFull);
+    m->ropes_.emplace_back(p, m->cfg_.head_dim, m->cfg_.max_position_embeddings, freq_dtype);
+  }
+  return m;
+}
+
+TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts) {
+  TensorView t = ckpt_->get(name);
+  const std::string file = ckpt_->file_of(name);
+  if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16) {
+    throw Error(file + ": tensor '" + name + "' has dtype " + std::string(dtype_name(t.dtype)) +
+                "; weights must be F32, BF16 or F16");
+  }
+  if (t.shape != shape) {
+    throw Error(file + ": tensor '" + name + "' has shape " + shape_to_string(t.shape) + " but " + cfg_.source +
+                " implies " + shape_to_string(shape));
+  }
+  params_ += t.numel();
+  if (opts.convert_to_f32 && t.dtype != DType::kF32) {
+    auto buf = std::make_unique<float[]>(static_cast<size_t>(t.numel()));
+    kernels::to_f32(t.data, t.dtype, t.numel(), buf.get());
+    t.data = buf.get();
+    t.dtype = DType::kF32;
+    owned_.push_back(std::move(buf));
+  }
+  weight_bytes_ += t.nbytes();
+  return t;
+}
+
+std::vector<float> Model::vector(const std::string& name, int64_t n) {
+  TensorView t = ckpt_->get(name);
+  const std::string file = ckpt_->file_of(name);
+  if (t.shape != std::vector<int64_t>{n}) {
+    throw Error(file + ": tensor '" + name + "' has shape " + shape_to_string(t.shape) + " but " + cfg_.source +
+                " implies [" + std::to_string(n) + "]");
+  }
+  if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16) {
+    throw Error(file + ": tensor '" + name + "' has dtype " + std::string(dtype_name(t.dtype)) +
+                "; weights must be F32, BF16 or F16");
+  }
+  std::vector<float> v(static_cast<size_t>(n));
+  kernels::to_f32(t.data, t.dtype, n, v.data());
+  params_ += n;
+  weight_bytes_ += static_cast<uint64_t>(n) * sizeof(float);
+  return v;
+}
+
+void Model::load_weights(const LoadOptions& opts) {
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Nq = cfg_.num_attention_heads,
+                Nkv = cfg_.num_key_value_heads, F = cfg_.intermediate_size, V = cfg_.vocab_size;
+  embed_ = matrix("model.embed_tokens.weight", {V, H}, opts);
+  layers_.resize(static_cast<size_t>(cfg_.num_hidden_layers));
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    LayerWeights& L = layers_[static_cast<size_t>(i)];
+    const std::string p = layer_prefix(i);
+    L.type = cfg_.layer_types[static_cast<size_t>(i)];
+    L.attn_norm = vector(p + "input_layernorm.weight", H);
+    if (arch_.fused_qkv) {
+      L.wqkv = matrix(p + "self_attn.qkv_proj.weight", {(Nq + 2 * Nkv) * D, H}, opts);
+    } else {
+      L.wq = matrix(p + "self_attn.q_proj.weight", {Nq * D, H}, opts);
+      L.wk = matrix(p + "self_attn.k_proj.weight", {Nkv * D, H}, opts);
+      L.wv = matrix(p + "self_attn.v_proj.weight", {Nkv * D, H}, opts);
+    }
+    if (arch_.qkv_bias) {
+      L.bq = vector(p + "self_attn.q_proj.bias", Nq * D);
+      L.bk = vector(p + "self_attn.k_proj.bias", Nkv * D);
+      L.bv = vector(p + "self_attn.v_proj.bias", Nkv * D);
+    }
+    if (arch_.qk_norm) {
+      L.q_norm = vector(p + "self_attn.q_norm.weight", D);
+      L.k_norm = vector(p + "self_attn.k_norm.weight", D);
+    }
+    L.wo = matrix(p + "self_attn.o_proj.weight", {H, Nq * D}, opts);
+    if (arch_.o_bias) L.bo = vector(p + "self_attn.o_proj.bias", H);
+    if (arch_.sandwich_norms) {
+      L.post_attn_norm = vector(p + "post_attention_layernorm.weight", H);
+      L.ffn_norm = vector(p + "pre_feedforward_layernorm.weight", H);
+      L.post_ffn_norm = vector(p + "post_feedforward_layernorm.weight", H);
+    } else {
+      L.ffn_norm = vector(p + "post_attention_layernorm.weight", H);
+    }
+    if (arch_.fused_gate_up) {
+      L.w_gate_up = matrix(p + "mlp.gate_up_proj.weight", {2 * F, H}, opts);
+    } else {
+      L.w_gate = matrix(p + "mlp.gate_proj.weight", {F, H}, opts);
+      L.w_up = matrix(p + "mlp.up_proj.weight", {F, H}, opts);
+    }
+    L.w_down = matrix(p + "mlp.down_proj.weight", {H, F}, opts);
+    if (arch_.mlp_bias) {
+      L.b_gate = vector(p + "mlp.gate_proj.bias", F);
+      L.b_up = vector(p + "mlp.up_proj.bias", F);
+      L.b_down = vector(p + "mlp.down_proj.bias", H);
+    }
+  }
+  final_norm_ = vector("model.norm.weight", H);
+  if (cfg_.tie_word_embeddings) {
+    lm_head_ = embed_;
+  } else if (ckpt_->has("lm_head.weight")) {
+    lm_head_ = matrix("lm_head.weight", {V, H}, opts);
+  } else {
+    throw Error(dir_.string() + ": tensor 'lm_head.weight' not found and tie_word_embeddings is false in " +
+                cfg_.source);
+  }
+}
+
+ModelInfo Model::info() const {
+  ModelInfo i;
+  i.family = arch_.family;
+  i.model_type = cfg_.model_type;
+  i.params = params_;
+  i.weight_bytes = weight_bytes_;
+  std::set<std::string> dts;
+  dts.insert(std::string(dtype_name(embed_.dtype)));
+  for (const auto& L : layers_) dts.insert(std::string(dtype_name(L.w_down.dtype)));
+  for (const auto& d : dts) i.weight_dtypes += (i.weight_dtypes.empty() ? "" : "+") + d;
+  return i;
+}
+
+std::vector<int32_t> Model::eos_token_ids() const {
+  std::vector<int32_t> ids = gen_cfg_.eos_token_ids;
+  for (int32_t id : cfg_.eos_token_ids) {
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+  return ids;
+}
+
+KvCache Model::new_cache(int64_t max_tokens) const {
+  if (max_tokens <= 0) max_tokens = cfg_.max_position_embeddings;
+  return KvCache(cfg_.num_hidden_layers, cfg_.num_key_value_heads * cfg_.head_dim, max_tokens);
+}
+
+void Model::embed(std::span<const SeqInput> batch, float* x) const {
+  const int64_t H = cfg_.hidden_size;
+  int64_t t = 0;
+  const float scale = arch_.scale_embeddings ? static_cast<float>(std::sqrt(static_cast<double>(H))) : 1.0f;
+  for (const auto& s : batch) {
+    for (int32_t id : s.tokens) {
+      kernels::to_f32(embed_.row(id), embed_.dtype, H, x + t * H);
+      if (arch_.scale_embeddings) kernels::scale_inplace(x + t * H, scale, H);
+      ++t;
+    }
+  }
+}
+
+void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& pool) const {
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Nq = cfg_.num_attention_heads,
+                Nkv = cfg_.num_key_value_heads, F = cfg_.intermediate_size, V = cfg_.vocab_size;
+  const int64_t QD = Nq * D, KD = Nkv * D;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+
+  // Validate everything before touching any cache.
+  int64_t T = 0, R = 0;
+  for (const auto& s : batch) {
+    if (s.cache == nullptr) throw Error("forward: a sequence has no KV cache");
+    if (s.tokens.empty()) throw Error("forward: a sequence has no tokens");
+    for (int32_t id : s.tokens) {
+      if (id < 0 || id >= V) {
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+      }
+    }
+    s.cache->reserve(s.cache->length() + static_cast<int64_t>(s.tokens.size()));
+    T += static_cast<int64_t>(s.tokens.size());
+    R += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+  }
+  if (T == 0) return;
+
+  ensure_size(ws.x, static_cast<size_t>(T * H));
+  ensure_size(ws.xb, static_cast<size_t>(T * H));
+  ensure_size(ws.xb2, static_cast<size_t>(T * H));
+  ensure_size(ws.q, static_cast<size_t>(T * QD));
+  ensure_size(ws.k, static_cast<size_t>(T * KD));
+  ensure_size(ws.v, static_cast<size_t>(T * KD));
+  ensure_size(ws.att, static_cast<size_t>(T * QD));
+  if (arch_.fused_qkv) ensure_size(ws.qkv, static_cast<size_t>(T * (QD + 2 * KD)));
+  if (arch_.fused_gate_up) ensure_size(ws.hidden, static_cast<size_t>(T * 2 * F));
+  ensure_size(ws.gate, static_cast<size_t>(T * F));
+  ensure_size(ws.up, static_cast<size_t>(T * F));
+
+  // cos/sin for every token, per layer type.
+  const int64_t half = ropes_[0].rot_dim() / 2;
+  ensure_size(ws.rope_cos, static_cast<size_t>(2 * T * half));
+  ensure_size(ws.rope_sin, static_cast<size_t>(2 * T * half));
+  std::vector<float> inv_freq;
+  for (int type = 0; type < 2; ++type) {
+    const Rope& rope = ropes_[static_cast<size_t>(type)];
+    TANDEM_CHECK(rope.rot_dim() / 2 == half, "rotary dims differ between layer types");
+    int64_t t = 0;
+    for (const auto& s : batch) {
+      const int64_t pos0 = s.cache->length();
+      const int64_t n = static_cast<int64_t>(s.tokens.size());
+      float scaling = 1.0f;
+      rope.frequencies(pos0 + n, inv_freq, scaling);
+      for (int64_t i = 0; i < n; ++i, ++t) {
+        size_t off = static_cast<size_t>((type * T + t) * half);
+        Rope::cos_sin(inv_freq, scaling, pos0 + i, ws.rope_cos.data() + off, ws.rope_sin.data() + off);
+      }
+    }
+  }
+
+  float* x = ws.x.data();
+  float* xb = ws.xb.data();
+  float* xb2 = ws.xb2.data();
+  float* q = ws.q.data();
+  float* k = ws.k.data();
+  float* v = ws.v.data();
+  embed(batch, x);
+
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerWeights& L = layers_[l];
+    const int type = static_cast<int>(L.type);
+    kernels::rmsnorm(x, L.attn_norm.data(), arch_.norm_offset, T, H, eps, xb);
+    if (arch_.fused_qkv) {
+      const int64_t W = QD + 2 * KD;
+      kernels::matmul(xb, T, H, L.wqkv, ws.qkv.data(), W, pool);
+      for (int64_t t = 0; t < T; ++t) {
+        const float* row = ws.qkv.data() + t * W;
+        std::memcpy(q + t * QD, row, static_cast<size_t>(QD) * sizeof(float));
+        std::memcpy(k + t * KD, row + QD, static_cast<size_t>(KD) * sizeof(float));
+        std::memcpy(v + t * KD, row + QD + KD, static_cast<size_t>(KD) * sizeof(float));
+      }
+    } else {
+      kernels::matmul(xb, T, H, L.wq, q, QD, pool);
+      kernels::matmul(xb, T, H, L.wk, k, KD, pool);
+      kernels::matmul(xb, T, H, L.wv, v, KD, pool);
+    }
+    if (!L.bq.empty()) {
+      kernels::add_bias(q, L.bq.data(), T, QD);
+      kernels::add_bias(k, L.bk.data(), T, KD);
+      kernels::add_bias(v, L.bv.data(), T, KD);
+    }
+    if (arch_.qk_norm) {
+      kernels::rmsnorm(q, L.q_norm.data(), arch_.norm_offset, T * Nq, D, eps, q);
+      kernels::rmsnorm(k, L.k_norm.data(), arch_.norm_offset, T * Nkv, D, eps, k);
+    }
+    const int64_t rot = ropes_[static_cast<size_t>(type)].rot_dim();
+    for (int64_t t = 0; t < T; ++t) {
+      size_t off = static_cast<size_t>((type * T + t) * half);
+      const float* c = ws.rope_cos.data() + off;
+      const float* s = ws.rope_sin.data() + off;
+      kernels::rope_apply(q + t * QD, Nq, D, rot, c, s);
+      kernels::rope_apply(k + t * KD, Nkv, D, rot, c, s);
+    }
+
+    kernels::AttentionParams ap;
+    ap.n_heads = Nq;
+    ap.n_kv_heads = Nkv;
+    ap.head_dim = D;
+    ap.scale = arch_.attn_scale;
+    ap.softcap = arch_.attn_softcap;
+    ap.window = L.type == LayerType::kSliding ? cfg_.sliding_window.value_or(0) : 0;
+    int64_t t0 = 0;
+    for (const auto& s : batch) {
+      const int64_t n = static_cast<int64_t>(s.tokens.size());
+      const int64_t pos0 = s.cache->length();
+      float* kc = s.cache->keys(static_cast<int64_t>(l));
+      float* vc = s.cache->values(static_cast<int64_t>(l));
+      std::memcpy(kc + pos0 * KD, k + t0 * KD, static_cast<size_t>(n * KD) * sizeof(float));
+      std::memcpy(vc + pos0 * KD, v + t0 * KD, static_cast<size_t>(n * KD) * sizeof(float));
+      kernels::attention(q + t0 * QD, n, pos0, kc, vc, KD, ap, ws.att.data() + t0 * QD, pool);
+      t0 += n;
+    }
+
+    kernels::matmul(ws.att.data(), T, QD, L.wo, xb2, H, pool);
+    if (!L.bo.empty()) kernels::add_bias(xb2, L.bo.data(), T, H);
+    if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_attn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
+    kernels::add_inplace(x, xb2, T * H);
+
+    kernels::rmsnorm(x, L.ffn_norm.data(), arch_.norm_offset, T, H, eps, xb);
+    float* gate = ws.gate.data();
+    float* up = ws.up.data();
+    if (arch_.fused_gate_up) {
+      kernels::matmul(xb, T, H, L.w_gate_up, ws.hidden.data(), 2 * F, pool);
+      for (int64_t t = 0; t < T; ++t) {
+        std::memcpy(gate + t * F, ws.hidden.data() + t * 2 * F, static_cast<size_t>(F) * sizeof(float));
+        std::memcpy(up + t * F, ws.hidden.data() + t * 2 * F + F, static_cast<size_t>(F) * sizeof(float));
+      }
+    } else {
+      kernels::matmul(xb, T, H, L.w_gate, gate, F, pool);
+      kernels::matmul(xb, T, H, L.w_up, up, F, pool);
+    }
+    if (!L.b_gate.empty()) {
+      kernels::add_bias(gate, L.b_gate.data(), T, F);
+      kernels::add_bias(up, L.b_up.data(), T, F);
+    }
+    if (arch_.activation == Activation::kSilu) {
+      kernels::silu_mul(gate, up, T * F, gate);
+    } else {
+      kernels::gelu_tanh_mul(gate, up, T * F, gate);
+    }
+    kernels::matmul(gate, T, F, L.w_down, xb2, H, pool);
+    if (!L.b_down.empty()) kernels::add_bias(xb2, L.b_down.data(), T, H);
+    if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_ffn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
+    kernels::add_inplace(x, xb2, T * H);
+  }
+
+  // Logits only for the rows asked for.
+  ensure_size(ws.logits, static_cast<size_t>(R * V));
+  int64_t t = 0, r = 0;
+  for (const auto& s : batch) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    const int64_t first = s.all_logits ? 0 : n - 1;
+    for (int64_t i = first; i < n; ++i, ++r) {
+      std::memcpy(xb + r * H, x + (t + i) * H, static_cast<size_t>(H) * sizeof(float));
+    }
+    t += n;
+  }
+  kernels::rmsnorm(xb, final_norm_.data(), arch_.norm_offset, R, H, eps, xb);
+  kernels::matmul(xb, R, H, lm_head_, ws.logits.data(), V, pool);
+  if (arch_.final_softcap > 0.0f) kernels::softcap_inplace(ws.logits.data(), R * V, arch_.final_softcap);
+  r = 0;
+  for (const auto& s : batch) {
+    const int64_t rows = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+    if (s.logits != nullptr) {
+      std::memcpy(s.logits, ws.logits.data() + r * V, static_cast<size_t>(rows * V) * sizeof(float));
+    }
+    r += rows;
+  }
+  for (const auto& s : batch) s.cache->set_length(s.cache->length() + static_cast<int64_t>(s.tokens.size()));
+}
+
+}  // namespace tandem::models

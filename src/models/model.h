@@ -1,0 +1,122 @@
+// A loaded decoder-only model: configuration, architecture description and
+// weights. Immutable after load, so one Model can serve many sequences and
+// engines at once; everything that changes per request (KV cache, scratch
+// buffers) lives outside it and is passed in.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "models/arch.h"
+#include "models/kv_cache.h"
+#include "models/rope.h"
+#include "tensor/tensor.h"
+
+namespace tandem::models {
+
+struct LoadOptions {
+  // Convert every weight to float32 at load (more memory; the reference path).
+  // Otherwise matrices stay in their stored dtype and are converted in registers.
+  bool convert_to_f32 = false;
+  // transformers rounds RoPE frequencies to the checkpoint dtype (bf16/f16);
+  // we do the same for parity unless this is set (then they stay float32).
+  bool exact_rope = false;
+};
+
+// One transformer block's weights. Matrices are views into the mapped file (or
+// into owned f32 copies); vectors are float32 copies. Shapes in comments use
+// H = hidden_size, D = head_dim, Nq/Nkv = query/key-value heads, F = intermediate.
+struct LayerWeights {
+  formats::LayerType type = formats::LayerType::kFull;
+  std::vector<float> attn_norm;      // [H] input_layernorm
+  TensorView wq, wk, wv;             // [Nq*D, H], [Nkv*D, H], [Nkv*D, H]
+  TensorView wqkv;                   // [(Nq+2*Nkv)*D, H] when fused (Phi-3)
+  std::vector<float> bq, bk, bv;     // biases (Qwen2), same rows
+  std::vector<float> q_norm, k_norm; // [D] (Qwen3, Gemma3)
+  TensorView wo;                     // [H, Nq*D]
+  std::vector<float> bo;             // [H]
+  std::vector<float> post_attn_norm; // [H] Gemma sandwich: applied to the attention output
+  std::vector<float> ffn_norm;       // [H] pre-MLP norm
+  std::vector<float> post_ffn_norm;  // [H] Gemma sandwich: applied to the MLP output
+  TensorView w_gate, w_up;           // [F, H] each
+  TensorView w_gate_up;              // [2*F, H] when fused (Phi-3)
+  TensorView w_down;                 // [H, F]
+  std::vector<float> b_gate, b_up, b_down;
+};
+
+// One sequence's part of a forward batch. Its tokens are appended to its
+// cache at positions cache->length() onwards.
+struct SeqInput {
+  std::span<const int32_t> tokens;
+  KvCache* cache = nullptr;
+  bool all_logits = false;  // logits for every token, else only the last
+  float* logits = nullptr;  // [all_logits ? tokens.size() : 1, vocab]; may be null
+};
+
+// Scratch memory for forward(); reused across calls, one per caller thread.
+struct Workspace {
+  std::vector<float> x, xb, xb2, q, k, v, qkv, att, gate, up, hidden, logits;
+  std::vector<float> rope_cos, rope_sin;  // [layer type][token][rot/2]
+};
+
+struct ModelInfo {
+  std::string family;
+  std::string model_type;
+  int64_t params = 0;
+  uint64_t weight_bytes = 0;  // as held in memory
+  std::string weight_dtypes;  // e.g. "BF16"
+};
+
+class Model {
+ public:
+  // Loads config.json, generation_config.json and the safetensors weights of a
+  // Hugging Face model folder. Throws tandem::Error naming the file, tensor or
+  // field on any problem.
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir, const LoadOptions& opts = {});
+
+  const formats::ModelConfig& config() const { return cfg_; }
+  const formats::GenerationConfig& generation_config() const { return gen_cfg_; }
+  const ArchSpec& arch() const { return arch_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  int64_t vocab_size() const { return cfg_.vocab_size; }
+  ModelInfo info() const;
+  // End-of-sequence ids from generation_config.json and config.json.
+  std::vector<int32_t> eos_token_ids() const;
+
+  KvCache new_cache(int64_t max_tokens = 0) const;  // 0: max_position_embeddings
+
+  // Runs a batch of sequences. Throws tandem::Error on ids outside the
+  // vocabulary or a context overflow, leaving every cache as it was.
+  void forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& pool) const;
+
+ private:
+  Model() = default;
+  void load_weights(const LoadOptions& opts);
+  TensorView matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts);
+  std::vector<float> vector(const std::string& name, int64_t n);
+  void embed(std::span<const SeqInput> batch, float* x) const;
+
+  std::filesystem::path dir_;
+  formats::ModelConfig cfg_;
+  formats::GenerationConfig gen_cfg_;
+  ArchSpec arch_;
+  std::unique_ptr<formats::Checkpoint> ckpt_;
+  std::vector<std::unique_ptr<float[]>> owned_;  // f32 copies when converting
+  uint64_t weight_bytes_ = 0;
+  int64_t params_ = 0;
+
+  TensorView embed_;                 // [V, H]
+  std::vector<LayerWeights> layers_;
+  std::vector<float> final_norm_;    // [H]
+  TensorView lm_head_;               // [V, H] (the embedding when tied)
+  std::vector<Rope> ropes_;          // index: LayerType
+};
+
+}  // namespace tandem::models
