@@ -88,25 +88,5 @@ TEST(Ops, AttentionMatchesNaiveReference) {
   }
 }
 
-TEST(ThreadPool, CoversEveryIndexOnceAndPropagatesErrors) {
-  ThreadPool pool(3);
-  for (int64_t n : {1, 2, 7, 1000}) {
-    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-    pool.parallel_for(n, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
-    });
-    for (auto& h : hits) EXPECT_EQ(h.load(), 1);
-  }
-  EXPECT_THROW(pool.parallel_for(100, [](int64_t b, int64_t) {
-    if (b > 10) throw std::runtime_error("boom");
-  }), std::runtime_error);
-  // Still usable afterwards, and nested calls run inline.
-  std::atomic<int> total{0};
-  pool.parallel_for(8, [&](int64_t b, int64_t e) {
-    pool.parallel_for(e - b, [&](int64_t x, int64_t y) { total += static_cast<int>(y - x); });
-  });
-  EXPECT_EQ(total.load(), 8);
-}
-
 }  // namespace
 }  // namespace tandem
