@@ -44,8 +44,11 @@ fuzz-smoke: fuzz
 	@for f in build-fuzz/fuzz/*; do \
 	  name=$$(basename $$f); mkdir -p build-fuzz/corpus/$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
-	    build-fuzz/corpus/$$name fuzz/seeds/$$name 2>&1 | tail -n 12 || exit 1; \
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	      build-fuzz/corpus/$$name fuzz/seeds/$$name >build-fuzz/$$name.log 2>&1; then \
+	    tail -n 60 build-fuzz/$$name.log; echo "fuzz: $$name FAILED"; exit 1; \
+	  fi; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' build-fuzz/$$name.log; \
 	done
 
 demo: build

@@ -1,5 +1,9 @@
 #include "kernels/cpu/isa.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cstdlib>
 #include <string>
 
@@ -11,11 +15,16 @@ namespace {
 
 Isa detect() {
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // __builtin_cpu_supports checks the OS's XSAVE support for AVX state too.
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-    return Isa::kAvx2;
-  }
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return Isa::kScalar;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  if (!(fma && osxsave && avx && f16c)) return Isa::kScalar;
+  // The OS must save the YMM state (XCR0 bits 1 and 2), or AVX code faults.
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6u) != 0x6u) return Isa::kScalar;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return Isa::kScalar;
+  if (b & (1u << 5)) return Isa::kAvx2;
 #endif
   return Isa::kScalar;
 }
