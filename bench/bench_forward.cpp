@@ -1,6 +1,6 @@
 // Prefill and decode throughput of one model on this machine, next to the
 // machine's measured read bandwidth (the decode roofline: weight bytes read per
-// token / bandwidth). Usage: bench_forward [MODEL_DIR] [THREADS] [PROMPT_LEN] [GEN]
+// token / bandwidth). Usage: bench_forward [MODEL_DIR] [THREADS] [PROMPT_LEN] [GEN] [f32|mmap]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -59,7 +59,11 @@ int main(int argc, char** argv) {
     int64_t prompt_len = argc > 3 ? std::atoll(argv[3]) : 128;
     int64_t gen = argc > 4 ? std::atoll(argv[4]) : 64;
     ThreadPool pool(threads);
-    auto model = models::Model::load(dir);
+    models::LoadOptions lo;
+    const std::string mode = argc > 5 ? argv[5] : "";
+    lo.convert_to_f32 = mode == "f32";
+    lo.use_mmap = mode == "mmap";
+    auto model = models::Model::load(dir, lo);
     const auto info = model->info();
     const int64_t V = model->vocab_size();
     prompt_len = std::min<int64_t>(prompt_len, model->config().max_position_embeddings - gen - 1);

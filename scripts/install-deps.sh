@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev                       # unit and parity tests
   nlohmann-json3-dev                              # config.json, tokenizer.json, safetensors headers
   libpcre2-dev                                    # tokenizer pre-tokenization regexes
+  libutf8proc-dev                                 # Unicode normalization (NFC) in tokenizers
   libcli11-dev                                    # command-line parsing
 )
 

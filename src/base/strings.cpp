@@ -24,7 +24,10 @@ std::vector<int32_t> parse_id_list(std::string_view text, std::string_view what)
                   "' is not a token id (expected a comma-separated list of non-negative integers)");
     }
     out.push_back(static_cast<int32_t>(value));
-    if (i < text.size()) ++i;  // skip ','
+    if (i < text.size()) {
+      ++i;  // skip ','
+      if (i == text.size()) throw Error(std::string(what) + ": trailing ',' in the id list");
+    }
   }
   if (out.empty()) throw Error(std::string(what) + ": empty id list");
   return out;

@@ -1,6 +1,14 @@
 #include "base/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TANDEM_PAUSE() _mm_pause()
+#else
+#define TANDEM_PAUSE() ((void)0)
+#endif
 
 namespace tandem {
 namespace {
@@ -40,11 +48,22 @@ void ThreadPool::worker_loop(int /*index*/) {
   t_inside_pool = true;
   uint64_t seen = 0;
   for (;;) {
+    // Spin for a new job for a short while, then sleep.
+    auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    int polls = 0;
+    while (generation_.load(std::memory_order_acquire) == seen) {
+      TANDEM_PAUSE();
+      if (++polls % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
+    }
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (generation_.load(std::memory_order_acquire) == seen && !stop_) {
+        sleeping_.fetch_add(1, std::memory_order_acq_rel);
+        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+        sleeping_.fetch_sub(1, std::memory_order_acq_rel);
+      }
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load(std::memory_order_acquire);
     }
     run_chunks();
     active_.fetch_sub(1, std::memory_order_acq_rel);
@@ -70,13 +89,13 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   active_.store(static_cast<int>(workers_.size()), std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
-  wake_.notify_all();
+  if (sleeping_.load(std::memory_order_acquire) > 0) wake_.notify_all();
   t_inside_pool = true;
   run_chunks();
   t_inside_pool = false;
-  while (active_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  while (active_.load(std::memory_order_acquire) != 0) TANDEM_PAUSE();
   fn_ = nullptr;
   if (error_) std::rethrow_exception(error_);
 }

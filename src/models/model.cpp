@@ -57,10 +57,15 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
   }
   params_ += t.numel();
   if (opts.convert_to_f32 && t.dtype != DType::kF32) {
-    auto buf = std::make_unique<float[]>(static_cast<size_t>(t.numel()));
-    kernels::to_f32(t.data, t.dtype, t.numel(), buf.get());
-    t.data = buf.get();
+    HostBuffer buf(static_cast<size_t>(t.numel()) * sizeof(float));
+    kernels::to_f32(t.data, t.dtype, t.numel(), reinterpret_cast<float*>(buf.data()));
+    t.data = buf.data();
     t.dtype = DType::kF32;
+    owned_.push_back(std::move(buf));
+  } else if (!opts.use_mmap) {
+    HostBuffer buf(t.nbytes());
+    std::memcpy(buf.data(), t.data, t.nbytes());
+    t.data = buf.data();
     owned_.push_back(std::move(buf));
   }
   weight_bytes_ += t.nbytes();

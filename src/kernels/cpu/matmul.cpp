@@ -36,8 +36,9 @@ void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView
   const int64_t n = w.dim(0);
   TANDEM_CHECK(ldy >= n, "matmul output stride too small");
   MatmulRowsFn fn = isa == Isa::kAvx2 ? matmul_rows_avx2 : matmul_rows_scalar;
-  // Enough rows per task to amortize scheduling, few enough to balance two cores.
-  int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, m));
+  // Tasks of at least ~64K multiply-adds amortize the scheduling; the pool
+  // splits larger matrices into a few ranges per thread.
+  int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
   pool.parallel_for(
       n, [&](int64_t r0, int64_t r1) { fn(x, m, k, w.data, w.dtype, r0, r1, y, ldy); }, grain);
 }

@@ -1,0 +1,27 @@
+// Pre-tokenizers cut normalized text into the pieces the model tokenizes independently
+// (Hugging Face `pre_tokenizer`), and may rewrite them (ByteLevel maps bytes to its alphabet).
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "tokenizer/function_ref.h"
+#include "tokenizer/json_node.h"
+
+namespace tandem::tokenizer {
+
+// Receives each piece in order; the view is valid only during the call.
+using PieceSink = FunctionRef<void(std::string_view)>;
+
+class PreTokenizer {
+ public:
+  virtual ~PreTokenizer() = default;
+  // Emits the pieces `text` splits into, in order, never an empty one. Hugging Face applies
+  // each stage to every piece before the next stage; every stage works on one piece at a time,
+  // so streaming pieces depth-first gives the same result without materializing lists.
+  virtual void pre_tokenize(std::string_view text, PieceSink sink) const = 0;
+};
+
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonNode& node);
+
+}  // namespace tandem::tokenizer
