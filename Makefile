@@ -53,8 +53,10 @@ fuzz-smoke: fuzz
 
 demo: build
 	@$(BUILD)/tandem info --model models/demo
+	@echo; echo "=== greedy continuation of 'Return the' (matches transformers token for token)"
 	@$(BUILD)/tandem run --model models/demo --prompt "Return the" -n 40 --ignore-eos
-	@$(BUILD)/tandem run --model models/demo --prompt "Parameters\n----------\n" -n 40 --temperature 0.8 --top-p 0.95 --seed 7
+	@echo; echo "=== sampled (temperature 0.8, top-p 0.95, seed 7) after a numpy-style 'Parameters' header"
+	@$(BUILD)/tandem run --model models/demo --prompt "Parameters\n----------\n" -n 60 --temperature 0.8 --top-p 0.95 --seed 7
 
 bench: build
 	@$(BUILD)/bench/bench_forward

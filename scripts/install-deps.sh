@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev                              # config.json, tokenizer.json, safetensors headers
   libpcre2-dev                                    # tokenizer pre-tokenization regexes
   libutf8proc-dev                                 # Unicode normalization (NFC) in tokenizers
+  libsentencepiece-dev                            # SentencePiece tokenizer.model files
   libcli11-dev                                    # command-line parsing
 )
 

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "engine/generate.h"
 #include "models/model.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem::cli {
@@ -30,9 +31,14 @@ struct RunArgs {
   bool print_ids = false;
   bool ignore_eos = false;
   bool f32 = false;
+  bool chat = false;
 };
 
 int run(const RunArgs& a) {
+  // Before the weights load, so a model without a template fails at once.
+  std::optional<tokenizer::ChatTemplate> chat_template;
+  std::string bos_token, eos_token;
+  if (a.chat) chat_template = load_chat_template(a.model, &bos_token, &eos_token);
   models::LoadOptions lo;
   lo.convert_to_f32 = a.f32;
   auto model = models::Model::load(a.model, lo);
@@ -40,7 +46,17 @@ int run(const RunArgs& a) {
   std::vector<int32_t> prompt;
   if (a.prompt) {
     tok = tokenizer::Tokenizer::load(a.model);
-    prompt = tok->encode(unescape(*a.prompt), /*add_special_tokens=*/true);
+    if (chat_template) {
+      tokenizer::ChatRenderInput in;
+      in.messages = nlohmann::json::array({{{"role", "user"}, {"content", unescape(*a.prompt)}}});
+      in.add_generation_prompt = true;
+      in.bos_token = bos_token;
+      in.eos_token = eos_token;
+      // The template writes BOS itself; adding special tokens again would double it.
+      prompt = tok->encode(chat_template->render(in), /*add_special_tokens=*/false);
+    } else {
+      prompt = tok->encode(unescape(*a.prompt), /*add_special_tokens=*/true);
+    }
   } else {
     prompt = parse_id_list(*a.prompt_ids, "--prompt-ids");
     if (!a.print_ids) tok = tokenizer::Tokenizer::load(a.model);
@@ -121,8 +137,11 @@ Runner add_run(CLI::App& app) {
   c->add_flag("--print-ids", a->print_ids, "Print only a JSON array of the generated ids");
   c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   c->add_flag("--f32", a->f32, "Convert weights to float32 at load");
+  c->add_flag("--chat", a->chat,
+              "Send --prompt as one user message through the model's chat template");
   return [a, p, pi] {
     if (p->count() == 0 && pi->count() == 0) throw Error("run: give --prompt or --prompt-ids");
+    if (a->chat && p->count() == 0) throw Error("run: --chat needs --prompt");
     return run(*a);
   };
 }

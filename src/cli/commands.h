@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+
+#include "tokenizer/chat_template.h"
 
 namespace tandem::cli {
 
@@ -12,5 +15,12 @@ using Runner = std::function<int()>;
 Runner add_run(CLI::App& app);
 Runner add_logits(CLI::App& app);
 Runner add_info(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_detokenize(CLI::App& app);
+Runner add_render_chat(CLI::App& app);
+
+// The chat template of a model folder; throws tandem::Error saying so when it has none.
+tokenizer::ChatTemplate load_chat_template(const std::string& model_dir, std::string* bos_token,
+                                           std::string* eos_token);
 
 }  // namespace tandem::cli

@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   add(tandem::cli::add_run);
   add(tandem::cli::add_logits);
   add(tandem::cli::add_info);
+  add(tandem::cli::add_tokenize);
+  add(tandem::cli::add_detokenize);
+  add(tandem::cli::add_render_chat);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,7 +7,8 @@
 namespace tandem::tokenizer {
 namespace {
 
-constexpr std::string_view kSupported = "ByteLevel, Replace, ByteFallback, Fuse, Strip, Sequence";
+constexpr std::string_view kSupported =
+    "ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence";
 
 // Maps alphabet characters back to bytes and repairs the byte string into valid UTF-8
 // (String::from_utf8_lossy). A token with a character outside the alphabet (an added token
@@ -138,6 +139,31 @@ class StripDecoder final : public Decoder {
   size_t start_, stop_;
 };
 
+// The replacement character becomes a space, except in the first token when the pre-tokenizer
+// prepended one (Hugging Face drops every replacement of that token, not only the leading one).
+class MetaspaceDecoder final : public Decoder {
+ public:
+  MetaspaceDecoder(std::string replacement, bool prepended)
+      : replacement_(std::move(replacement)), prepended_(prepended) {}
+  void decode_chain(std::vector<std::string>& tokens) const override {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::string& token = tokens[i];
+      std::string out;
+      for (size_t pos = token.find(replacement_), prev = 0;; pos = token.find(replacement_, prev)) {
+        out.append(token, prev, pos == std::string::npos ? std::string::npos : pos - prev);
+        if (pos == std::string::npos) break;
+        if (i != 0 || !prepended_) out.push_back(' ');
+        prev = pos + replacement_.size();
+      }
+      token.swap(out);
+    }
+  }
+
+ private:
+  std::string replacement_;
+  bool prepended_;
+};
+
 class SequenceDecoder final : public Decoder {
  public:
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps)
@@ -158,6 +184,15 @@ std::unique_ptr<Decoder> make_decoder(const JsonNode& node) {
   if (type == "Replace") {
     return std::make_unique<ReplaceDecoder>(make_pattern(node.at("pattern")),
                                             node.at("content").as_string());
+  }
+  if (type == "Metaspace") {
+    const JsonNode replacement = node.at("replacement");
+    const std::string r = replacement.as_string();
+    if (r.empty() || utf8::decode(r, 0).len != r.size()) replacement.fail("must be one character");
+    // Files from tokenizers < 0.19 have add_prefix_space instead of prepend_scheme.
+    bool prepended = node.get_bool("add_prefix_space", true);
+    if (auto scheme = node.find("prepend_scheme")) prepended = scheme->as_string() != "never";
+    return std::make_unique<MetaspaceDecoder>(r, prepended);
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();

@@ -6,11 +6,12 @@
 
 #include "tokenizer/byte_level.h"
 #include "tokenizer/regex.h"
+#include "tokenizer/utf8.h"
 
 namespace tandem::tokenizer {
 namespace {
 
-constexpr std::string_view kSupported = "ByteLevel, Split, Sequence";
+constexpr std::string_view kSupported = "ByteLevel, Metaspace, Split, Sequence";
 
 // GPT-2's pattern, which Hugging Face hard-codes for ByteLevel(use_regex=true).
 constexpr std::string_view kGpt2Pattern =
@@ -95,7 +96,7 @@ class SplitPreTokenizer final : public PreTokenizer {
   SplitPreTokenizer(Regex regex, SplitBehavior behavior, bool invert)
       : regex_(std::move(regex)), behavior_(behavior), invert_(invert) {}
 
-  void pre_tokenize(std::string_view text, PieceSink sink) const override {
+  void pre_tokenize(std::string_view text, bool /*at_start*/, PieceSink sink) const override {
     if (text.empty()) return;
     SpanSplitter splitter(behavior_, text, sink);
     size_t prev = 0;
@@ -119,7 +120,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
   ByteLevelPreTokenizer(bool add_prefix_space, std::unique_ptr<SplitPreTokenizer> split)
       : add_prefix_space_(add_prefix_space), split_(std::move(split)) {}
 
-  void pre_tokenize(std::string_view text, PieceSink sink) const override {
+  void pre_tokenize(std::string_view text, bool /*at_start*/, PieceSink sink) const override {
     if (text.empty()) return;
     std::string prefixed;
     if (add_prefix_space_ && text[0] != ' ') {
@@ -135,7 +136,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       sink(mapped);
     };
     if (split_) {
-      split_->pre_tokenize(text, map_bytes);
+      split_->pre_tokenize(text, true, map_bytes);
     } else {
       map_bytes(text);
     }
@@ -146,11 +147,80 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
   std::unique_ptr<SplitPreTokenizer> split_;  // GPT-2 regex, Isolated, when use_regex
 };
 
+// SentencePiece-style words (Llama 2, Mistral): spaces become the replacement character
+// (U+2581), which is prepended per the scheme, and with `split` each piece starts at one.
+class MetaspacePreTokenizer final : public PreTokenizer {
+ public:
+  enum class Prepend { kAlways, kFirst, kNever };
+  MetaspacePreTokenizer(std::string replacement, Prepend prepend, bool split)
+      : replacement_(std::move(replacement)), prepend_(prepend), split_(split) {}
+
+  void pre_tokenize(std::string_view text, bool at_start, PieceSink sink) const override {
+    if (text.empty()) return;
+    std::string out;
+    out.reserve(text.size() + text.size() / 4 + replacement_.size());
+    const bool starts_with_space = text.front() == ' ';
+    // Hugging Face replaces first, so a leading space already provides the prefix.
+    if (!starts_with_space && (prepend_ == Prepend::kAlways || (prepend_ == Prepend::kFirst && at_start))) {
+      if (text.substr(0, replacement_.size()) != replacement_) out += replacement_;
+    }
+    for (char c : text) {
+      if (c == ' ') {
+        out += replacement_;
+      } else {
+        out.push_back(c);
+      }
+    }
+    if (!split_) {
+      sink(out);
+      return;
+    }
+    // Split on the replacement, MergedWithNext: each piece but maybe the first starts with it.
+    SpanSplitter splitter(SplitBehavior::kMergedWithNext, out, sink);
+    size_t prev = 0;
+    for (size_t pos = out.find(replacement_); pos != std::string::npos;
+         pos = out.find(replacement_, prev)) {
+      if (prev != pos) splitter.add(prev, pos, false);
+      splitter.add(pos, pos + replacement_.size(), true);
+      prev = pos + replacement_.size();
+    }
+    if (prev != out.size()) splitter.add(prev, out.size(), false);
+    splitter.finish();
+  }
+
+ private:
+  std::string replacement_;
+  Prepend prepend_;
+  bool split_;
+};
+
+std::unique_ptr<PreTokenizer> make_metaspace(const JsonNode& node) {
+  const JsonNode replacement = node.at("replacement");
+  std::string rep = replacement.as_string();
+  if (rep.empty() || utf8::decode(rep, 0).len != rep.size()) replacement.fail("must be one character");
+  // Files from tokenizers < 0.19 have add_prefix_space instead of prepend_scheme.
+  auto prepend = node.get_bool("add_prefix_space", true) ? MetaspacePreTokenizer::Prepend::kAlways
+                                                          : MetaspacePreTokenizer::Prepend::kNever;
+  if (auto scheme = node.find("prepend_scheme")) {
+    const std::string name = scheme->as_string();
+    if (name == "always") {
+      prepend = MetaspacePreTokenizer::Prepend::kAlways;
+    } else if (name == "first") {
+      prepend = MetaspacePreTokenizer::Prepend::kFirst;
+    } else if (name == "never") {
+      prepend = MetaspacePreTokenizer::Prepend::kNever;
+    } else {
+      scheme->fail("'" + name + "' is not supported (supported: always, first, never)");
+    }
+  }
+  return std::make_unique<MetaspacePreTokenizer>(std::move(rep), prepend, node.get_bool("split", true));
+}
+
 class SequencePreTokenizer final : public PreTokenizer {
  public:
   explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps)
       : steps_(std::move(steps)) {}
-  void pre_tokenize(std::string_view text, PieceSink sink) const override { run(0, text, sink); }
+  void pre_tokenize(std::string_view text, bool /*at_start*/, PieceSink sink) const override { run(0, text, sink); }
 
  private:
   void run(size_t step, std::string_view text, PieceSink sink) const {
@@ -191,6 +261,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonNode& node) {
     }
     return std::make_unique<ByteLevelPreTokenizer>(add_prefix_space, std::move(split));
   }
+  if (type == "Metaspace") return make_metaspace(node);
   if (type == "Split") {
     return std::make_unique<SplitPreTokenizer>(make_pattern(node.at("pattern")),
                                                parse_behavior(node.at("behavior")),

@@ -16,12 +16,16 @@
 #include "tokenizer/normalizer.h"
 #include "tokenizer/post_processor.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/sentencepiece_model.h"
 #include "tokenizer/utf8.h"
 
 namespace tandem::tokenizer {
 
 struct Tokenizer::Impl {
   std::string source;
+  // Set when loaded from a SentencePiece .model: it then answers every call and the
+  // pipeline stages below are empty.
+  std::unique_ptr<SentencePieceModel> sentencepiece;
   std::unique_ptr<Normalizer> normalizer;       // may be null
   std::unique_ptr<PreTokenizer> pre_tokenizer;  // may be null
   std::unique_ptr<Model> model;
@@ -94,12 +98,26 @@ Tokenizer::~Tokenizer() = default;
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& path) {
   std::error_code ec;
   std::filesystem::path file = path;
-  if (std::filesystem::is_directory(path, ec)) file = path / "tokenizer.json";
+  if (std::filesystem::is_directory(path, ec)) {
+    // tokenizer.json wins: when both exist it carries the added tokens and post-processing
+    // the checkpoint's authors configured; tokenizer.model alone is the older layout.
+    file = path / "tokenizer.json";
+    if (!std::filesystem::exists(file, ec) && std::filesystem::exists(path / "tokenizer.model", ec)) {
+      file = path / "tokenizer.model";
+    }
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(file.string() + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error(file.string() + ": read failed");
+  if (file.extension() == ".model") {
+    auto impl = std::make_unique<Impl>();
+    impl->source = file.string();
+    impl->sentencepiece = std::make_unique<SentencePieceModel>(text.str(), impl->source);
+    impl->vocab_size = impl->sentencepiece->vocab_size();
+    return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
+  }
   return from_json(text.str(), file.string());
 }
 
@@ -123,17 +141,21 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(std::string_view json_text,
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   const Impl& impl = *impl_;
+  if (impl.sentencepiece) return impl.sentencepiece->encode(text, add_special_tokens);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   const auto tokenize = [&](std::string_view piece) { impl.model->tokenize(piece, ids); };
+  // Only the first run starts at offset 0 (what Metaspace's "first" scheme asks about).
+  bool at_start = true;
   impl.added->split(text, impl.normalizer.get(), [&](std::string_view run, int32_t id) {
     if (id >= 0) {
       ids.push_back(id);
     } else if (impl.pre_tokenizer) {
-      impl.pre_tokenizer->pre_tokenize(run, tokenize);
+      impl.pre_tokenizer->pre_tokenize(run, at_start, tokenize);
     } else {
       tokenize(run);
     }
+    at_start = false;
   });
   if (impl.post_processor) impl.post_processor->process(ids, add_special_tokens);
   return ids;
@@ -141,6 +163,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
   const Impl& impl = *impl_;
+  if (impl.sentencepiece) return impl.sentencepiece->decode(ids, skip_special_tokens);
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
@@ -167,16 +190,19 @@ int32_t Tokenizer::vocab_size() const {
 }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->token_to_id(token);
   if (auto id = impl_->added->token_to_id(token)) return id;
   return impl_->model->token_to_id(token);
 }
 
 std::optional<std::string> Tokenizer::id_to_token(int32_t id) const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->id_to_token(id);
   if (const std::string* t = impl_->token_of(id)) return *t;
   return std::nullopt;
 }
 
 bool Tokenizer::is_special(int32_t id) const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->is_special(id);
   const std::string* t = impl_->token_of(id);
   return t && impl_->added->is_special_content(*t);
 }

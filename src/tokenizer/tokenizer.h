@@ -18,7 +18,8 @@ namespace tandem::tokenizer {
 
 class Tokenizer {
  public:
-  // path: a tokenizer.json file, or a folder that contains tokenizer.json.
+  // path: a tokenizer.json file, a SentencePiece tokenizer.model file, or a folder that
+  // contains either (tokenizer.json preferred).
   // Throws tandem::Error (from "base/error.h") naming the file and field on any problem.
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& path);
   // `source_name` is what error messages call the text (usually its file name). Only

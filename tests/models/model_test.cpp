@@ -103,6 +103,32 @@ TEST_P(V4Config, GivesTheSameLogitsAsV5) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, V4Config, ::testing::ValuesIn(kFixtures), [](const auto& i) { return i.param; });
 
+TEST(ModelLoad, ShardedCheckpointGivesTheSameLogits) {
+  // The llama fixture re-written as two shards plus model.safetensors.index.json.
+  TempDir tmp;
+  const auto src = fixture("llama");
+  auto single = formats::SafetensorsFile::open(src / "model.safetensors");
+  std::vector<formats::TensorToWrite> first, second;
+  json index = {{"metadata", json::object()}, {"weight_map", json::object()}};
+  size_t i = 0;
+  for (const auto& e : single->header().entries) {
+    TensorView v = single->view(e);
+    const bool in_first = i++ % 2 == 0;
+    (in_first ? first : second).push_back({e.name, v.dtype, v.shape, v.data});
+    index["weight_map"][e.name] = in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  std::filesystem::create_directories(tmp / "m");
+  formats::write_safetensors(tmp / "m" / "model-00001-of-00002.safetensors", first);
+  formats::write_safetensors(tmp / "m" / "model-00002-of-00002.safetensors", second);
+  testing::write_file(tmp / "m" / "model.safetensors.index.json", index.dump());
+  std::filesystem::copy_file(src / "config.json", tmp / "m" / "config.json");
+  auto a = models::Model::load(src);
+  auto b = models::Model::load(tmp / "m");
+  std::vector<int32_t> ids = {5, 17, 300, 2, 9};
+  auto la = logits_of(*a, ids), lb = logits_of(*b, ids);
+  EXPECT_EQ(la, lb);
+}
+
 TEST(ModelLoad, UnknownArchitectureListsSupportedOnes) {
   TempDir tmp;
   json c = testing::read_json(fixture("llama") / "config.json");

@@ -73,9 +73,9 @@ TEST(TokenizerErrors, MessagesNameTheFileAndField) {
             "16777216)");
   EXPECT_EQ(error_with("/added_tokens/0/content", 5),
             "tokenizer.json: added_tokens[0].content must be a string, got an integer");
-  EXPECT_EQ(error_with("/pre_tokenizer/type", "Metaspace"),
-            "tokenizer.json: pre_tokenizer.type 'Metaspace' is not supported "
-            "(supported: ByteLevel, Split, Sequence)");
+  EXPECT_EQ(error_with("/pre_tokenizer/type", "BertPreTokenizer"),
+            "tokenizer.json: pre_tokenizer.type 'BertPreTokenizer' is not supported "
+            "(supported: ByteLevel, Metaspace, Split, Sequence)");
   EXPECT_EQ(error_with("/decoder", {{"type", "WordPiece"}})
                 .rfind("tokenizer.json: decoder.type 'WordPiece' is not supported", 0),
             0u);
