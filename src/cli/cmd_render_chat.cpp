@@ -48,7 +48,7 @@ int render(const RenderArgs& a) {
   if (!in) throw Error(a.messages_file + ": cannot open the messages file");
   std::ostringstream text;
   text << in.rdbuf();
-  const auto doc = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  const auto doc = nlohmann::ordered_json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) throw Error(a.messages_file + ": not valid JSON");
 
   tokenizer::ChatRenderInput input;

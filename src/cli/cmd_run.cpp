@@ -48,7 +48,7 @@ int run(const RunArgs& a) {
     tok = tokenizer::Tokenizer::load(a.model);
     if (chat_template) {
       tokenizer::ChatRenderInput in;
-      in.messages = nlohmann::json::array({{{"role", "user"}, {"content", unescape(*a.prompt)}}});
+      in.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", unescape(*a.prompt)}}});
       in.add_generation_prompt = true;
       in.bos_token = bos_token;
       in.eos_token = eos_token;

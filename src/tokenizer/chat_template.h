@@ -18,13 +18,15 @@ struct Program;
 }
 
 struct ChatRenderInput {
-  nlohmann::json messages = nlohmann::json::array();  // [{role, content, ...}]
-  nlohmann::json tools;                                // null when absent
+  // ordered_json keeps the key order of the request, as Python dicts do: tojson of a
+  // tool schema must list properties in the order the client sent them.
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();  // [{role, content, ...}]
+  nlohmann::ordered_json tools;                                       // null when absent
   bool add_generation_prompt = false;
   // An empty token is left undefined in the template, as transformers leaves out special
   // tokens that are None or empty.
   std::string bos_token, eos_token;
-  nlohmann::json extra = nlohmann::json::object();  // other template variables, e.g. enable_thinking
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // other template variables, e.g. enable_thinking
 };
 
 class ChatTemplate {

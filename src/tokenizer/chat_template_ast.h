@@ -15,7 +15,8 @@
 
 namespace tandem::tokenizer::chat_template_detail {
 
-using Json = nlohmann::json;
+// ordered_json: Python dicts keep insertion order, and tojson/items of tool schemas must too.
+using Json = nlohmann::ordered_json;
 
 // Limits that keep hostile templates from exhausting the stack, memory or time.
 inline constexpr int kMaxNesting = 150;                 // parser: nested expressions and blocks

@@ -3,16 +3,46 @@
 #include <vector>
 
 #include "tokenizer/regex.h"
-#include "tokenizer/unicode_nfc.h"
+#include "tokenizer/unicode_normalization.h"
 
 namespace tandem::tokenizer {
 namespace {
 
-constexpr std::string_view kSupported = "NFC, Replace, Prepend, Sequence";
+constexpr std::string_view kSupported = "NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Sequence";
 
-class NfcNormalizer final : public Normalizer {
+class UnicodeNormalizer final : public Normalizer {
  public:
-  std::string normalize(std::string_view text) const override { return to_nfc(text); }
+  explicit UnicodeNormalizer(NormalForm form) : form_(form) {}
+  std::string normalize(std::string_view text) const override { return normalize_unicode(text, form_); }
+
+ private:
+  NormalForm form_;
+};
+
+class LowercaseNormalizer final : public Normalizer {
+ public:
+  std::string normalize(std::string_view text) const override { return to_lower(text); }
+};
+
+// Strips ASCII/Unicode white space at either end (tokenizers' Strip{left, right}).
+class StripNormalizer final : public Normalizer {
+ public:
+  StripNormalizer(bool left, bool right) : left_(left), right_(right) {}
+  std::string normalize(std::string_view text) const override {
+    static constexpr std::string_view kSpace = " \t\n\r\v\f";
+    if (left_) {
+      size_t b = text.find_first_not_of(kSpace);
+      text = b == std::string_view::npos ? std::string_view() : text.substr(b);
+    }
+    if (right_) {
+      size_t e = text.find_last_not_of(kSpace);
+      text = e == std::string_view::npos ? std::string_view() : text.substr(0, e + 1);
+    }
+    return std::string(text);
+  }
+
+ private:
+  bool left_, right_;
 };
 
 // Replaces every match of a literal or regex pattern (Gemma uses it to turn ' ' into '▁').
@@ -69,7 +99,14 @@ class SequenceNormalizer final : public Normalizer {
 
 std::unique_ptr<Normalizer> make_normalizer(const JsonNode& node) {
   const std::string type = node.at("type").as_string();
-  if (type == "NFC") return std::make_unique<NfcNormalizer>();
+  if (type == "NFC") return std::make_unique<UnicodeNormalizer>(NormalForm::kNfc);
+  if (type == "NFD") return std::make_unique<UnicodeNormalizer>(NormalForm::kNfd);
+  if (type == "NFKC") return std::make_unique<UnicodeNormalizer>(NormalForm::kNfkc);
+  if (type == "NFKD") return std::make_unique<UnicodeNormalizer>(NormalForm::kNfkd);
+  if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
+  if (type == "Strip") {
+    return std::make_unique<StripNormalizer>(node.at("strip_left").as_bool(), node.at("strip_right").as_bool());
+  }
   if (type == "Replace") {
     return std::make_unique<ReplaceNormalizer>(make_pattern(node.at("pattern")),
                                                node.at("content").as_string());

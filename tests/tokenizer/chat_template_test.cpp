@@ -15,7 +15,7 @@
 namespace tandem::tokenizer {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // key order matters, as in Python dicts
 
 std::filesystem::path fixtures_dir() {
   if (const char* s = std::getenv("TANDEM_SHARED"); s != nullptr && *s) return std::filesystem::path(s) / "fixtures";
@@ -283,6 +283,20 @@ TEST(ChatTemplate, FromModelDir) {
   { std::ofstream(dir / "chat_template.jinja") << "J\n"; }
   EXPECT_EQ(ChatTemplate::from_model_dir(dir).render(in), "J");
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tandem::tokenizer
+
+namespace tandem::tokenizer {
+namespace {
+
+TEST(ChatTemplate, TojsonKeepsTheKeyOrderOfTheInput) {
+  // transformers renders tools with json.dumps over Python dicts: insertion order.
+  ChatRenderInput in;
+  in.tools = nlohmann::ordered_json::parse(R"([{"type":"function","function":{"name":"f","parameters":{"zeta":1,"alpha":2}}}])");
+  auto t = ChatTemplate::parse("{{ tools[0] | tojson }}|{% for k, v in tools[0].function.parameters.items() %}{{ k }}{% endfor %}");
+  EXPECT_EQ(t.render(in), R"({"type": "function", "function": {"name": "f", "parameters": {"zeta": 1, "alpha": 2}}}|zetaalpha)");
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/unicode_nfc.h"
+#include "tokenizer/unicode_normalization.h"
 
 namespace tandem::tokenizer {
 namespace {
@@ -119,6 +119,19 @@ TEST(TokenizerNormalizer, ReplacePrependAndSequence) {
   auto n = make_normalizer(JsonNode(config, kSource, "normalizer"));
   EXPECT_EQ(n->normalize("a b"), "\u2581a\u2581b");
   EXPECT_EQ(n->normalize(""), "");
+}
+
+TEST(TokenizerNormalizer, CompatibilityFormsLowercaseAndStrip) {
+  // Expected values from Python's unicodedata.normalize and str.lower.
+  auto make = [](const json& config) { return make_normalizer(JsonNode(config, kSource, "normalizer")); };
+  EXPECT_EQ(make({{"type", "NFKC"}})->normalize("\ufb01 \u00bd \u2460 e\u0301"), "fi 1\u20442 1 \u00e9");
+  EXPECT_EQ(make({{"type", "NFKD"}})->normalize("\ufb01\u00e9"), "fie\u0301");
+  EXPECT_EQ(make({{"type", "NFD"}})->normalize("\u00e9\ufb01"), "e\u0301\ufb01");
+  EXPECT_EQ(make({{"type", "Lowercase"}})->normalize("HeLLo \u00c9\u0391\u0416 \xFF"), "hello \u00e9\u03b1\u0436 \xFF");
+  EXPECT_EQ(make({{"type", "Strip"}, {"strip_left", true}, {"strip_right", false}})->normalize("  a b \n"), "a b \n");
+  EXPECT_EQ(make({{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}})->normalize(" \t "), "");
+  // Invalid bytes survive every form.
+  EXPECT_EQ(make({{"type", "NFKC"}})->normalize("x\xC3"), "x\xC3");
 }
 
 // A tiny BPE tokenizer (no pre-tokenizer, no decoder) around one model configuration.

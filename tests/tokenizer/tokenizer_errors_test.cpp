@@ -57,9 +57,9 @@ TEST(TokenizerErrors, MessagesNameTheFileAndField) {
             "tokenizer.json: model must be an object, got an array");
   EXPECT_EQ(error_with("/model/type", "Unigram"),
             "tokenizer.json: model.type 'Unigram' is not supported (supported: BPE)");
-  EXPECT_EQ(error_with("/normalizer", {{"type", "NFKC"}}),
-            "tokenizer.json: normalizer.type 'NFKC' is not supported "
-            "(supported: NFC, Replace, Prepend, Sequence)");
+  EXPECT_EQ(error_with("/normalizer", {{"type", "BertNormalizer"}}),
+            "tokenizer.json: normalizer.type 'BertNormalizer' is not supported "
+            "(supported: NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Sequence)");
   EXPECT_EQ(error_with("/model/vocab", json::array()),
             "tokenizer.json: model.vocab must be an object, got an array");
   EXPECT_EQ(error_with("/model/vocab/a", "zero"),
