@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
+#include "models/gguf_loader.h"
 
 namespace tandem::models {
 
@@ -25,6 +26,7 @@ void ensure_size(std::vector<T>& v, size_t n) {
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadOptions& opts) {
+  if (dir.extension() == ".gguf" && !std::filesystem::is_directory(dir)) return load_gguf(dir, opts);
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
   if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a model folder (no such directory)");
@@ -33,20 +35,58 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadO
   m->gen_cfg_ = formats::load_generation_config(dir / "generation_config.json");
   m->ckpt_ = formats::Checkpoint::open(dir);
   m->load_weights(opts);
-  std::optional<DType> freq_dtype;
-  if (!opts.exact_rope && m->cfg_.dtype == "bfloat16") freq_dtype = DType::kBF16;
-  if (!opts.exact_rope && m->cfg_.dtype == "float16") freq_dtype = DType::kF16;
-  for (LayerType t : {LayerType::kFull, LayerType::kSliding}) {
-    // Build a Rope for both types (params default to the full ones) so indexing is simple.
-    const auto& p = m->cfg_.rope.count(t) ? m->cfg_.rope.at(t) : m->cfg_.rope.at(LayerType::kFull);
-    m->ropes_.emplace_back(p, m->cfg_.head_dim, m->cfg_.max_position_embeddings, freq_dtype);
-  }
+  m->build_ropes(opts);
   return m;
 }
 
+std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path, const LoadOptions& opts) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = path;
+  GgufModelWeights w = load_gguf_weights(path);
+  m->cfg_ = std::move(w.config);
+  m->arch_ = configure_model(m->cfg_);
+  m->prepared_ = std::move(w.tensors);
+  m->owned_ = std::move(w.buffers);
+  m->stored_types_ = std::move(w.stored_types);
+  // The weights are already float32 copies in owned_ (huge-page) memory: use them in place.
+  LoadOptions o = opts;
+  o.use_mmap = true;
+  o.convert_to_f32 = false;
+  m->load_weights(o);
+  m->build_ropes(opts);  // cfg_.dtype is empty: float32 frequencies, as llama.cpp
+  return m;
+}
+
+void Model::build_ropes(const LoadOptions& opts) {
+  std::optional<DType> freq_dtype;
+  if (!opts.exact_rope && cfg_.dtype == "bfloat16") freq_dtype = DType::kBF16;
+  if (!opts.exact_rope && cfg_.dtype == "float16") freq_dtype = DType::kF16;
+  for (LayerType t : {LayerType::kFull, LayerType::kSliding}) {
+    // Build a Rope for both types (params default to the full ones) so indexing is simple.
+    const auto& p = cfg_.rope.count(t) ? cfg_.rope.at(t) : cfg_.rope.at(LayerType::kFull);
+    ropes_.emplace_back(p, cfg_.head_dim, cfg_.max_position_embeddings, freq_dtype);
+  }
+}
+
+TensorView Model::lookup(const std::string& name, std::string& file) const {
+  if (ckpt_) {
+    TensorView t = ckpt_->get(name);
+    file = ckpt_->file_of(name);
+    return t;
+  }
+  file = dir_.string();
+  auto it = prepared_.find(name);
+  if (it == prepared_.end()) throw Error(file + ": tensor '" + name + "' not found");
+  return it->second;
+}
+
+bool Model::has_tensor(const std::string& name) const {
+  return ckpt_ ? ckpt_->has(name) : prepared_.count(name) != 0;
+}
+
 TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts) {
-  TensorView t = ckpt_->get(name);
-  const std::string file = ckpt_->file_of(name);
+  std::string file;
+  TensorView t = lookup(name, file);
   if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16) {
     throw Error(file + ": tensor '" + name + "' has dtype " + std::string(dtype_name(t.dtype)) +
                 "; weights must be F32, BF16 or F16");
@@ -73,8 +113,8 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
 }
 
 std::vector<float> Model::vector(const std::string& name, int64_t n) {
-  TensorView t = ckpt_->get(name);
-  const std::string file = ckpt_->file_of(name);
+  std::string file;
+  TensorView t = lookup(name, file);
   if (t.shape != std::vector<int64_t>{n}) {
     throw Error(file + ": tensor '" + name + "' has shape " + shape_to_string(t.shape) + " but " + cfg_.source +
                 " implies [" + std::to_string(n) + "]");
@@ -141,7 +181,7 @@ void Model::load_weights(const LoadOptions& opts) {
   final_norm_ = vector("model.norm.weight", H);
   if (cfg_.tie_word_embeddings) {
     lm_head_ = embed_;
-  } else if (ckpt_->has("lm_head.weight")) {
+  } else if (has_tensor("lm_head.weight")) {
     lm_head_ = matrix("lm_head.weight", {V, H}, opts);
   } else {
     throw Error(dir_.string() + ": tensor 'lm_head.weight' not found and tie_word_embeddings is false in " +
@@ -155,6 +195,10 @@ ModelInfo Model::info() const {
   i.model_type = cfg_.model_type;
   i.params = params_;
   i.weight_bytes = weight_bytes_;
+  if (!stored_types_.empty()) {
+    i.weight_dtypes = stored_types_ + " (F32 in memory)";
+    return i;
+  }
   std::set<std::string> dts;
   dts.insert(std::string(dtype_name(embed_.dtype)));
   for (const auto& L : layers_) dts.insert(std::string(dtype_name(L.w_down.dtype)));

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -84,7 +85,11 @@ class Model {
   // Loads config.json, generation_config.json and the safetensors weights of a
   // Hugging Face model folder. Throws tandem::Error naming the file, tensor or
   // field on any problem.
+  // A path ending in ".gguf" that is not a folder goes to load_gguf() instead.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const LoadOptions& opts = {});
+  // Loads a llama.cpp GGUF file (models/gguf_loader.h): every tensor is
+  // dequantized to float32 at load.
+  static std::unique_ptr<Model> load_gguf(const std::filesystem::path& path, const LoadOptions& opts = {});
 
   const formats::ModelConfig& config() const { return cfg_; }
   const formats::GenerationConfig& generation_config() const { return gen_cfg_; }
@@ -107,12 +112,19 @@ class Model {
   TensorView matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts);
   std::vector<float> vector(const std::string& name, int64_t n);
   void embed(std::span<const SeqInput> batch, float* x) const;
+  // A weight from the checkpoint, or from prepared_ when there is none (GGUF);
+  // `file` receives the file it came from, for messages.
+  TensorView lookup(const std::string& name, std::string& file) const;
+  bool has_tensor(const std::string& name) const;
+  void build_ropes(const LoadOptions& opts);
 
   std::filesystem::path dir_;
   formats::ModelConfig cfg_;
   formats::GenerationConfig gen_cfg_;
   ArchSpec arch_;
   std::unique_ptr<formats::Checkpoint> ckpt_;
+  std::map<std::string, TensorView> prepared_;  // GGUF: f32 weights in owned_, by HF name
+  std::string stored_types_;                    // GGUF: ggml types of the file, for info()
   std::vector<HostBuffer> owned_;  // weight copies (unless use_mmap), f32 when converting
   uint64_t weight_bytes_ = 0;
   int64_t params_ = 0;
