@@ -35,7 +35,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadO
   m->gen_cfg_ = formats::load_generation_config(dir / "generation_config.json");
   m->ckpt_ = formats::Checkpoint::open(dir);
   m->load_weights(opts);
-  m->build_ropes(opts);
+  m->build_buffers(opts);
   return m;
 }
 
@@ -53,14 +53,20 @@ std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path, const
   o.use_mmap = true;
   o.convert_to_f32 = false;
   m->load_weights(o);
-  m->build_ropes(opts);  // cfg_.dtype is empty: float32 frequencies, as llama.cpp
+  m->build_buffers(opts);  // cfg_.dtype is empty: float32 frequencies, as llama.cpp
   return m;
 }
 
-void Model::build_ropes(const LoadOptions& opts) {
+void Model::build_buffers(const LoadOptions& opts) {
   std::optional<DType> freq_dtype;
-  if (!opts.exact_rope && cfg_.dtype == "bfloat16") freq_dtype = DType::kBF16;
-  if (!opts.exact_rope && cfg_.dtype == "float16") freq_dtype = DType::kF16;
+  if (!opts.exact_buffers && cfg_.dtype == "bfloat16") freq_dtype = DType::kBF16;
+  if (!opts.exact_buffers && cfg_.dtype == "float16") freq_dtype = DType::kF16;
+  embed_scale_ = 1.0f;
+  if (arch_.scale_embeddings) {
+    embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(cfg_.hidden_size)));
+    if (freq_dtype == DType::kBF16) embed_scale_ = bf16_to_f32(f32_to_bf16(embed_scale_));
+    if (freq_dtype == DType::kF16) embed_scale_ = f16_to_f32(f32_to_f16(embed_scale_));
+  }
   for (LayerType t : {LayerType::kFull, LayerType::kSliding}) {
     // Build a Rope for both types (params default to the full ones) so indexing is simple.
     const auto& p = cfg_.rope.count(t) ? cfg_.rope.at(t) : cfg_.rope.at(LayerType::kFull);
@@ -222,11 +228,10 @@ KvCache Model::new_cache(int64_t max_tokens) const {
 void Model::embed(std::span<const SeqInput> batch, float* x) const {
   const int64_t H = cfg_.hidden_size;
   int64_t t = 0;
-  const float scale = arch_.scale_embeddings ? static_cast<float>(std::sqrt(static_cast<double>(H))) : 1.0f;
   for (const auto& s : batch) {
     for (int32_t id : s.tokens) {
       kernels::to_f32(embed_.row(id), embed_.dtype, H, x + t * H);
-      if (arch_.scale_embeddings) kernels::scale_inplace(x + t * H, scale, H);
+      if (arch_.scale_embeddings) kernels::scale_inplace(x + t * H, embed_scale_, H);
       ++t;
     }
   }

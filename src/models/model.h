@@ -31,9 +31,11 @@ struct LoadOptions {
   // (huge-page) memory at load. Saves the copy and the load time, but decode
   // streams weights about 3x slower from 4 KiB page-cache pages.
   bool use_mmap = false;
-  // transformers rounds RoPE frequencies to the checkpoint dtype (bf16/f16);
-  // we do the same for parity unless this is set (then they stay float32).
-  bool exact_rope = false;
+  // transformers keeps RoPE's inv_freq and Gemma's embedding scale as module
+  // buffers, which a model loaded in its checkpoint dtype (bf16/f16) rounds to
+  // that dtype. We round them the same way for parity unless this is set (then
+  // they stay float32, as llama.cpp keeps them).
+  bool exact_buffers = false;
 };
 
 // One transformer block's weights. Matrices are views into the mapped file (or
@@ -116,7 +118,8 @@ class Model {
   // `file` receives the file it came from, for messages.
   TensorView lookup(const std::string& name, std::string& file) const;
   bool has_tensor(const std::string& name) const;
-  void build_ropes(const LoadOptions& opts);
+  // RoPE tables and the embedding scale, with transformers' buffer rounding.
+  void build_buffers(const LoadOptions& opts);
 
   std::filesystem::path dir_;
   formats::ModelConfig cfg_;
@@ -134,6 +137,7 @@ class Model {
   std::vector<float> final_norm_;    // [H]
   TensorView lm_head_;               // [V, H] (the embedding when tied)
   std::vector<Rope> ropes_;          // index: LayerType
+  float embed_scale_ = 1.0f;         // Gemma: sqrt(H), rounded like transformers' buffer
 };
 
 }  // namespace tandem::models

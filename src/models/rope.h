@@ -8,7 +8,7 @@
 // that dtype. The error this causes grows with the position (about 1e-3
 // relative logit error at position 70 for bf16). To match transformers we do
 // the same when `freq_dtype` is set (Model::load sets it from config.json's
-// dtype); LoadOptions::exact_rope turns it off.
+// dtype); LoadOptions::exact_buffers turns it off.
 #pragma once
 
 #include <cstdint>

@@ -18,7 +18,9 @@ using testing::read_json;
 using testing::rel_l2;
 using testing::shared_dir;
 
-constexpr double kLogitTolerance = 1e-4;
+// The issue asks for 1e-4; we measure <= 4e-7 on every fixture, so guard at 1e-5 to
+// catch numerics regressions (e.g. a missed transformers buffer rounding, ~3e-5).
+constexpr double kLogitTolerance = 1e-5;
 constexpr double kTieMargin = 1e-3;
 
 const std::vector<std::string> kFixtures = {"llama", "llama_tied", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"};
