@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "base/thread_pool.h"
 #include "cli/commands.h"
+#include "engine/model_tokenizer.h"
 #include "engine/generate.h"
 #include "models/model.h"
 #include "tokenizer/chat_template.h"
@@ -45,7 +46,7 @@ int run(const RunArgs& a) {
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::vector<int32_t> prompt;
   if (a.prompt) {
-    tok = tokenizer::Tokenizer::load(a.model);
+    tok = engine::load_model_tokenizer(a.model);
     if (chat_template) {
       tokenizer::ChatRenderInput in;
       in.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", unescape(*a.prompt)}}});
@@ -59,7 +60,7 @@ int run(const RunArgs& a) {
     }
   } else {
     prompt = parse_id_list(*a.prompt_ids, "--prompt-ids");
-    if (!a.print_ids) tok = tokenizer::Tokenizer::load(a.model);
+    if (!a.print_ids) tok = engine::load_model_tokenizer(a.model);
   }
 
   engine::GenerateOptions go;

@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/strings.h"
 #include "cli/commands.h"
+#include "engine/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem::cli {
@@ -50,7 +51,7 @@ Runner add_tokenize(CLI::App& app) {
   return [a, t, f] {
     if (t->count() == 0 && f->count() == 0) throw Error("tokenize: give --text or --text-file");
     const std::string text = a->text ? *a->text : read_text_file(*a->text_file);
-    const auto tok = tokenizer::Tokenizer::load(a->tokenizer);
+    const auto tok = engine::load_model_tokenizer(a->tokenizer);
     write_stdout("[" + join_ints(tok->encode(text, a->add_special), ", ") + "]\n");
     return 0;
   };
@@ -68,7 +69,7 @@ Runner add_detokenize(CLI::App& app) {
   return [tokenizer, ids, skip_special] {
     // Parse first: a typo in the ids should not wait for a large tokenizer to load.
     const auto list = parse_id_list(*ids, "--ids");
-    const auto tok = tokenizer::Tokenizer::load(*tokenizer);
+    const auto tok = engine::load_model_tokenizer(*tokenizer);
     // Exactly the decoded text, no newline added, so output round-trips through tokenize.
     write_stdout(tok->decode(list, *skip_special));
     return 0;
