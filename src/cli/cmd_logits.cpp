@@ -15,12 +15,14 @@ struct LogitsArgs {
   std::string model, ids, out;
   int threads = 0;
   bool f32 = false;
+  std::string quantize;
 };
 
 int run(const LogitsArgs& a) {
   std::vector<int32_t> ids = parse_id_list(a.ids, "--ids");
   models::LoadOptions lo;
   lo.convert_to_f32 = a.f32;
+  apply_quantize_flag(a.quantize, lo);
   auto model = models::Model::load(a.model, lo);
   ThreadPool pool(a.threads);
   const int64_t V = model->vocab_size();
@@ -44,6 +46,7 @@ Runner add_logits(CLI::App& app) {
   c->add_option("--out,-o", a->out, "Output .safetensors file (tensor 'logits', float32 [n_ids, vocab])")->required();
   c->add_option("--threads,-t", a->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_flag("--f32", a->f32, "Convert weights to float32 at load");
+  c->add_option("--quantize", a->quantize, "Quantize at load: q8_0, q6_k, q5_0, q4_k (Q4_K_M-like mix), q4_0");
   return [a] { return run(*a); };
 }
 

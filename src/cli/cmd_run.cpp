@@ -32,6 +32,7 @@ struct RunArgs {
   bool print_ids = false;
   bool ignore_eos = false;
   bool f32 = false;
+  std::string quantize;
   bool chat = false;
 };
 
@@ -42,6 +43,7 @@ int run(const RunArgs& a) {
   if (a.chat) chat_template = load_chat_template(a.model, &bos_token, &eos_token);
   models::LoadOptions lo;
   lo.convert_to_f32 = a.f32;
+  apply_quantize_flag(a.quantize, lo);
   auto model = models::Model::load(a.model, lo);
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::vector<int32_t> prompt;
@@ -138,6 +140,7 @@ Runner add_run(CLI::App& app) {
   c->add_flag("--print-ids", a->print_ids, "Print only a JSON array of the generated ids");
   c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   c->add_flag("--f32", a->f32, "Convert weights to float32 at load");
+  c->add_option("--quantize", a->quantize, "Quantize at load: q8_0, q6_k, q5_0, q4_k (Q4_K_M-like mix), q4_0");
   c->add_flag("--chat", a->chat,
               "Send --prompt as one user message through the model's chat template");
   return [a, p, pi] {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "models/model.h"
 #include "tokenizer/chat_template.h"
 
 namespace tandem::cli {
@@ -18,6 +19,11 @@ Runner add_info(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_render_chat(CLI::App& app);
+Runner add_bench(CLI::App& app);
+
+// Sets lo.quantize from a --quantize value (empty: none); throws tandem::Error naming
+// the accepted values otherwise.
+void apply_quantize_flag(const std::string& value, models::LoadOptions& lo);
 
 // The chat template of a model folder; throws tandem::Error saying so when it has none.
 tokenizer::ChatTemplate load_chat_template(const std::string& model_dir, std::string* bos_token,

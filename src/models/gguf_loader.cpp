@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "base/error.h"
@@ -53,15 +54,17 @@ HostBuffer dequantize(const formats::GgufFile& f, const formats::GgufTensorInfo&
 // Hugging Face weights. Our decoder rotates halves (x[j], x[j + D/2]) like
 // transformers, so put each head's rows back: the converter stores HF row
 // h*D + i*D/2 + j at h*D + 2j + i (reshape(n_head, 2, D/2, in).swapaxes(1, 2)).
-void unpermute_rope_rows(float* w, int64_t n_head, int64_t head_dim, int64_t in) {
+// Rows are moved whole, so this works for any row format.
+void unpermute_rope_rows(uint8_t* w, int64_t n_head, int64_t head_dim, size_t row_bytes) {
   const int64_t half = head_dim / 2;
-  std::vector<float> head(static_cast<size_t>(head_dim * in));
+  std::vector<uint8_t> head(static_cast<size_t>(head_dim) * row_bytes);
   for (int64_t h = 0; h < n_head; ++h) {
-    float* base = w + h * head_dim * in;
-    std::memcpy(head.data(), base, head.size() * sizeof(float));
+    uint8_t* base = w + static_cast<size_t>(h * head_dim) * row_bytes;
+    std::memcpy(head.data(), base, head.size());
     for (int64_t j = 0; j < half; ++j) {
       for (int64_t i = 0; i < 2; ++i) {
-        std::memcpy(base + (i * half + j) * in, head.data() + (2 * j + i) * in, static_cast<size_t>(in) * sizeof(float));
+        std::memcpy(base + static_cast<size_t>(i * half + j) * row_bytes,
+                    head.data() + static_cast<size_t>(2 * j + i) * row_bytes, row_bytes);
       }
     }
   }
@@ -75,11 +78,12 @@ std::string shape_of(const std::vector<int64_t>& ne) {
 
 class Loader {
  public:
-  Loader(const formats::GgufFile& f, GgufModelWeights& out) : f_(f), out_(out) {}
+  Loader(const formats::GgufFile& f, GgufModelWeights& out, bool dequantize_all)
+      : f_(f), out_(out), dequantize_all_(dequantize_all) {}
 
   // Adds GGUF tensor `gname` as HF tensor `hf_name` with row-major shape
-  // `shape` (GGUF stores it reversed).
-  float* add(const std::string& gname, const std::string& hf_name, const std::vector<int64_t>& shape) {
+  // `shape` (GGUF stores it reversed). Returns the tensor's rows.
+  uint8_t* add(const std::string& gname, const std::string& hf_name, const std::vector<int64_t>& shape) {
     const formats::GgufTensorInfo* ti = f_.gguf().find_tensor(gname);
     if (ti == nullptr) throw Error(f_.path().string() + ": tensor '" + gname + "' not found");
     std::vector<int64_t> ne(shape.rbegin(), shape.rend());
@@ -87,10 +91,23 @@ class Loader {
       throw Error(f_.path().string() + ": tensor '" + gname + "' has dims " + shape_of(ti->ne) +
                   " but the metadata implies " + shape_of(ne));
     }
-    HostBuffer buf = dequantize(f_, *ti);
-    float* data = reinterpret_cast<float*>(buf.data());
-    out_.tensors[hf_name] = TensorView{DType::kF32, shape, data};
-    out_.buffers.push_back(std::move(buf));
+    const std::optional<DType> native = dtype_from_ggml(static_cast<GgmlType>(ti->type));
+    uint8_t* data;
+    if (shape.size() == 2 && native && !dequantize_all_) {
+      const formats::GgufTensorData d = f_.view(*ti);
+      TensorView t{*native, shape, nullptr};
+      HostBuffer buf(t.nbytes());
+      std::memcpy(buf.data(), d.data, t.nbytes());
+      data = buf.data();
+      t.data = data;
+      out_.tensors[hf_name] = t;
+      out_.buffers.push_back(std::move(buf));
+    } else {
+      HostBuffer buf = dequantize(f_, *ti);
+      data = buf.data();
+      out_.tensors[hf_name] = TensorView{DType::kF32, shape, data};
+      out_.buffers.push_back(std::move(buf));
+    }
     out_.params += ti->numel();
     types_.insert(std::string(ggml_type_info(ti->type)->name));
     return data;
@@ -105,6 +122,7 @@ class Loader {
  private:
   const formats::GgufFile& f_;
   GgufModelWeights& out_;
+  bool dequantize_all_;
   std::set<std::string> types_;
 };
 
@@ -167,7 +185,7 @@ formats::ModelConfig gguf_model_config(const formats::Gguf& g) {
   return cfg;
 }
 
-GgufModelWeights load_gguf_weights(const std::filesystem::path& path) {
+GgufModelWeights load_gguf_weights(const std::filesystem::path& path, bool dequantize_all) {
   auto file = formats::GgufFile::open(path);
   GgufModelWeights out;
   out.config = gguf_model_config(file->gguf());
@@ -175,17 +193,18 @@ GgufModelWeights load_gguf_weights(const std::filesystem::path& path) {
   const int64_t H = c.hidden_size, D = c.head_dim, Nq = c.num_attention_heads, Nkv = c.num_key_value_heads,
                 F = c.intermediate_size, V = c.vocab_size;
   const bool llama = c.model_type == "llama";
-  Loader L(*file, out);
+  Loader L(*file, out, dequantize_all);
   L.add("token_embd.weight", "model.embed_tokens.weight", {V, H});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string g = "blk." + std::to_string(i) + ".";
     const std::string h = "model.layers." + std::to_string(i) + ".";
     L.add(g + "attn_norm.weight", h + "input_layernorm.weight", {H});
-    float* wq = L.add(g + "attn_q.weight", h + "self_attn.q_proj.weight", {Nq * D, H});
-    float* wk = L.add(g + "attn_k.weight", h + "self_attn.k_proj.weight", {Nkv * D, H});
+    uint8_t* wq = L.add(g + "attn_q.weight", h + "self_attn.q_proj.weight", {Nq * D, H});
+    uint8_t* wk = L.add(g + "attn_k.weight", h + "self_attn.k_proj.weight", {Nkv * D, H});
     if (llama) {
-      unpermute_rope_rows(wq, Nq, D, H);
-      unpermute_rope_rows(wk, Nkv, D, H);
+      const std::string hq = h + "self_attn.q_proj.weight", hk = h + "self_attn.k_proj.weight";
+      unpermute_rope_rows(wq, Nq, D, dtype_row_bytes(out.tensors[hq].dtype, H));
+      unpermute_rope_rows(wk, Nkv, D, dtype_row_bytes(out.tensors[hk].dtype, H));
     }
     L.add(g + "attn_v.weight", h + "self_attn.v_proj.weight", {Nkv * D, H});
     if (c.attention_bias) {

@@ -1,8 +1,10 @@
 // Loading llama.cpp GGUF model files into the shared decoder: the metadata is
 // mapped to a formats::ModelConfig (as if it came from config.json) and every
-// tensor is dequantized to float32 under its Hugging Face name and shape, so
-// models/model.cpp runs it unchanged. Quantized kernels come later; this is
-// the correctness path.
+// tensor is put under its Hugging Face name and shape, so models/model.cpp runs
+// it unchanged. Matrices in a format the kernels compute with (F32, F16, BF16,
+// Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) keep their bytes (copied into huge-page memory,
+// llama's Q/K rows put back in HF order); other formats (Q4_1, Q5_1, Q2_K,
+// Q3_K, Q5_K) and all vectors are dequantized to float32.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +26,7 @@ formats::ModelConfig gguf_model_config(const formats::Gguf& g);
 
 struct GgufModelWeights {
   formats::ModelConfig config;
-  std::map<std::string, TensorView> tensors;  // HF name -> f32 view into `buffers`, HF shape
+  std::map<std::string, TensorView> tensors;  // HF name -> view into `buffers`, HF shape
   std::vector<HostBuffer> buffers;
   std::string stored_types;  // e.g. "F32+Q4_K+Q6_K", for Model::info()
   int64_t params = 0;
@@ -33,6 +35,7 @@ struct GgufModelWeights {
 // Opens, validates and dequantizes a GGUF model file. Throws tandem::Error
 // naming the file and the key or tensor on any problem (missing tensor, wrong
 // dims, a type we cannot dequantize, unsupported architecture).
-GgufModelWeights load_gguf_weights(const std::filesystem::path& path);
+// dequantize_all: every tensor to float32 (the reference path).
+GgufModelWeights load_gguf_weights(const std::filesystem::path& path, bool dequantize_all = false);
 
 }  // namespace tandem::models

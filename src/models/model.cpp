@@ -9,6 +9,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "models/gguf_loader.h"
+#include "tensor/ggml_quant.h"
 
 namespace tandem::models {
 
@@ -42,13 +43,14 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadO
 std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = path;
-  GgufModelWeights w = load_gguf_weights(path);
+  GgufModelWeights w = load_gguf_weights(path, opts.convert_to_f32);
   m->cfg_ = std::move(w.config);
   m->arch_ = configure_model(m->cfg_);
   m->prepared_ = std::move(w.tensors);
   m->owned_ = std::move(w.buffers);
   m->stored_types_ = std::move(w.stored_types);
-  // The weights are already float32 copies in owned_ (huge-page) memory: use them in place.
+  // The weights are already copies in owned_ (huge-page) memory, in their file
+  // format or float32: use them in place (unless --quantize converts them).
   LoadOptions o = opts;
   o.use_mmap = true;
   o.convert_to_f32 = false;
@@ -90,23 +92,52 @@ bool Model::has_tensor(const std::string& name) const {
   return ckpt_ ? ckpt_->has(name) : prepared_.count(name) != 0;
 }
 
-TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts) {
+TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts,
+                         WeightRole role) {
   std::string file;
   TensorView t = lookup(name, file);
-  if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16) {
+  if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16 && !dtype_is_quantized(t.dtype)) {
     throw Error(file + ": tensor '" + name + "' has dtype " + std::string(dtype_name(t.dtype)) +
-                "; weights must be F32, BF16 or F16");
+                "; weights must be F32, BF16, F16 or block-quantized");
   }
   if (t.shape != shape) {
     throw Error(file + ": tensor '" + name + "' has shape " + shape_to_string(t.shape) + " but " + cfg_.source +
                 " implies " + shape_to_string(shape));
   }
   params_ += t.numel();
-  if (opts.convert_to_f32 && t.dtype != DType::kF32) {
-    HostBuffer buf(static_cast<size_t>(t.numel()) * sizeof(float));
-    kernels::to_f32(t.data, t.dtype, t.numel(), reinterpret_cast<float*>(buf.data()));
+  const int64_t rows = shape[0], k = shape[1];
+  DType want = t.dtype;
+  if (opts.convert_to_f32) {
+    want = DType::kF32;
+  } else if (opts.quantize) {
+    want = recipe_type(*opts.quantize, role, k, t.dtype);
+  }
+  if (want != t.dtype) {
+    // Row by row: decode to float32, encode as `want` (parallel: K-quant
+    // encoding searches scales and is the slow part of loading).
+    const size_t src_row = dtype_row_bytes(t.dtype, k), dst_row = dtype_row_bytes(want, k);
+    HostBuffer buf(dst_row * static_cast<size_t>(rows));
+    const GgmlType g = *ggml_from_dtype(want);
+    if (!load_pool_) load_pool_ = std::make_unique<ThreadPool>(0);
+    const auto* src = static_cast<const uint8_t*>(t.data);
+    uint8_t* dst = buf.data();
+    const DType from = t.dtype;
+    load_pool_->parallel_for(
+        rows,
+        [&](int64_t r0, int64_t r1) {
+          std::vector<float> tmp(static_cast<size_t>(k));
+          for (int64_t r = r0; r < r1; ++r) {
+            kernels::to_f32(src + static_cast<size_t>(r) * src_row, from, k, tmp.data());
+            if (want == DType::kF32) {
+              std::memcpy(dst + static_cast<size_t>(r) * dst_row, tmp.data(), dst_row);
+            } else {
+              quantize_row(g, tmp.data(), dst + static_cast<size_t>(r) * dst_row, k);
+            }
+          }
+        },
+        std::max<int64_t>(1, 8192 / std::max<int64_t>(1, k)));
     t.data = buf.data();
-    t.dtype = DType::kF32;
+    t.dtype = want;
     owned_.push_back(std::move(buf));
   } else if (!opts.use_mmap) {
     HostBuffer buf(t.nbytes());
@@ -115,6 +146,7 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
     owned_.push_back(std::move(buf));
   }
   weight_bytes_ += t.nbytes();
+  matrix_bytes_by_type_[std::string(dtype_name(t.dtype))] += t.nbytes();
   return t;
 }
 
@@ -139,7 +171,8 @@ std::vector<float> Model::vector(const std::string& name, int64_t n) {
 void Model::load_weights(const LoadOptions& opts) {
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Nq = cfg_.num_attention_heads,
                 Nkv = cfg_.num_key_value_heads, F = cfg_.intermediate_size, V = cfg_.vocab_size;
-  embed_ = matrix("model.embed_tokens.weight", {V, H}, opts);
+  embed_ = matrix("model.embed_tokens.weight", {V, H}, opts,
+                  cfg_.tie_word_embeddings ? WeightRole::kHead : WeightRole::kEmbedding);
   layers_.resize(static_cast<size_t>(cfg_.num_hidden_layers));
   for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
     LayerWeights& L = layers_[static_cast<size_t>(i)];
@@ -188,11 +221,12 @@ void Model::load_weights(const LoadOptions& opts) {
   if (cfg_.tie_word_embeddings) {
     lm_head_ = embed_;
   } else if (has_tensor("lm_head.weight")) {
-    lm_head_ = matrix("lm_head.weight", {V, H}, opts);
+    lm_head_ = matrix("lm_head.weight", {V, H}, opts, WeightRole::kHead);
   } else {
     throw Error(dir_.string() + ": tensor 'lm_head.weight' not found and tie_word_embeddings is false in " +
                 cfg_.source);
   }
+  load_pool_.reset();
 }
 
 ModelInfo Model::info() const {
@@ -201,14 +235,16 @@ ModelInfo Model::info() const {
   i.model_type = cfg_.model_type;
   i.params = params_;
   i.weight_bytes = weight_bytes_;
-  if (!stored_types_.empty()) {
-    i.weight_dtypes = stored_types_ + " (F32 in memory)";
-    return i;
+  for (const auto& [type, bytes] : matrix_bytes_by_type_) {
+    i.weight_dtypes += (i.weight_dtypes.empty() ? "" : "+") + type;
+    i.matrix_bytes += bytes;
   }
-  std::set<std::string> dts;
-  dts.insert(std::string(dtype_name(embed_.dtype)));
-  for (const auto& L : layers_) dts.insert(std::string(dtype_name(L.w_down.dtype)));
-  for (const auto& d : dts) i.weight_dtypes += (i.weight_dtypes.empty() ? "" : "+") + d;
+  if (!stored_types_.empty()) i.weight_dtypes += " (file: " + stored_types_ + ")";
+  // Decode streams every matrix once per token, except an untied embedding, of
+  // which it reads one row; plus the float32 norm and bias vectors.
+  i.decode_bytes = i.matrix_bytes;
+  if (!cfg_.tie_word_embeddings) i.decode_bytes -= embed_.nbytes() - dtype_row_bytes(embed_.dtype, embed_.dim(1));
+  i.decode_bytes += weight_bytes_ - i.matrix_bytes;
   return i;
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "formats/safetensors.h"
 #include "models/arch.h"
 #include "models/kv_cache.h"
+#include "models/quant_recipe.h"
 #include "models/rope.h"
 #include "tensor/tensor.h"
 
@@ -36,6 +38,9 @@ struct LoadOptions {
   // that dtype. We round them the same way for parity unless this is set (then
   // they stay float32, as llama.cpp keeps them).
   bool exact_buffers = false;
+  // Quantize (or convert) the matrices at load following models/quant_recipe.h,
+  // e.g. kQ4_K for llama.cpp's Q4_K_M-like mix. Applies to GGUF files too.
+  std::optional<DType> quantize;
 };
 
 // One transformer block's weights. Matrices are views into the mapped file (or
@@ -79,7 +84,9 @@ struct ModelInfo {
   std::string model_type;
   int64_t params = 0;
   uint64_t weight_bytes = 0;  // as held in memory
-  std::string weight_dtypes;  // e.g. "BF16"
+  std::string weight_dtypes;  // e.g. "BF16", or "Q4_K+Q6_K" for a mix
+  uint64_t matrix_bytes = 0;      // the matrices (what decode streams per token)
+  uint64_t decode_bytes = 0;      // bytes read per decoded token: matrices + one embedding row + vectors
 };
 
 class Model {
@@ -111,7 +118,8 @@ class Model {
  private:
   Model() = default;
   void load_weights(const LoadOptions& opts);
-  TensorView matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts);
+  TensorView matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts,
+                    WeightRole role = WeightRole::kLinear);
   std::vector<float> vector(const std::string& name, int64_t n);
   void embed(std::span<const SeqInput> batch, float* x) const;
   // A weight from the checkpoint, or from prepared_ when there is none (GGUF);
@@ -129,6 +137,8 @@ class Model {
   std::map<std::string, TensorView> prepared_;  // GGUF: f32 weights in owned_, by HF name
   std::string stored_types_;                    // GGUF: ggml types of the file, for info()
   std::vector<HostBuffer> owned_;  // weight copies (unless use_mmap), f32 when converting
+  std::unique_ptr<ThreadPool> load_pool_;  // quantizes at load; released after
+  std::map<std::string, uint64_t> matrix_bytes_by_type_;
   uint64_t weight_bytes_ = 0;
   int64_t params_ = 0;
 

@@ -1,6 +1,8 @@
 #include "tensor/dtype.h"
 
+#include <cctype>
 #include <cmath>
+#include <string>
 
 namespace tandem {
 
@@ -13,8 +15,39 @@ size_t dtype_size(DType t) {
     case DType::kI64: return 8;
     case DType::kI8: return 1;
     case DType::kU8: return 1;
+    case DType::kQ8_0: return 34;
+    case DType::kQ4_0: return 18;
+    case DType::kQ5_0: return 22;
+    case DType::kQ4_K: return 144;
+    case DType::kQ6_K: return 210;
   }
   return 0;
+}
+
+int64_t dtype_block(DType t) {
+  switch (t) {
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ5_0: return 32;
+    case DType::kQ4_K:
+    case DType::kQ6_K: return 256;
+    default: return 1;
+  }
+}
+
+bool dtype_is_quantized(DType t) { return dtype_block(t) > 1; }
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  std::string s(name);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static constexpr DType kAll[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kI32,  DType::kI64, DType::kI8,
+                                   DType::kU8,   DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K};
+  for (DType t : kAll) {
+    std::string n(dtype_name(t));
+    for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (n == s) return t;
+  }
+  return std::nullopt;
 }
 
 std::string_view dtype_name(DType t) {
@@ -26,6 +59,11 @@ std::string_view dtype_name(DType t) {
     case DType::kI64: return "I64";
     case DType::kI8: return "I8";
     case DType::kU8: return "U8";
+    case DType::kQ8_0: return "Q8_0";
+    case DType::kQ4_0: return "Q4_0";
+    case DType::kQ5_0: return "Q5_0";
+    case DType::kQ4_K: return "Q4_K";
+    case DType::kQ6_K: return "Q6_K";
   }
   return "?";
 }

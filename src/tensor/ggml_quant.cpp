@@ -375,6 +375,186 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t nb) {
   }
 }
 
+
+// ---- K-quant quantizers ----
+// Not bit-identical to ggml (its *_ref functions run their own scale searches); the
+// format is the same, so any reader decodes them. Each sub-block's scale (and min)
+// comes from a small search: candidate inverse scales around the range-filling one,
+// each followed by a weighted least-squares refit of scale (and min) to the rounded
+// levels; the candidate with the least weighted squared error wins. The weights favor
+// large-magnitude values, which matter most to a dot product.
+
+// Fits x ≈ scale * q - min over n values with levels 0..nmax and min >= 0 (the
+// "x = d*s*q - dmin*m" kinds). Returns the scale; min through `min_out`.
+float fit_scale_min(const float* x, const float* w, int n, int nmax, float& min_out) {
+  float lo = x[0], hi = x[0];
+  for (int i = 1; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  lo = std::min(lo, 0.0f);
+  if (hi <= lo) {
+    min_out = -lo;
+    return 0.0f;
+  }
+  float best_err = INFINITY, best_scale = (hi - lo) / static_cast<float>(nmax), best_min = -lo;
+  for (int step = -10; step <= 10; ++step) {
+    const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(step)) / (hi - lo);
+    // Levels for this candidate, then the least-squares (scale, offset) for them.
+    float sw = 0, swq = 0, swqq = 0, swx = 0, swqx = 0;
+    uint8_t q[256];
+    for (int i = 0; i < n; ++i) {
+      int l = static_cast<int>(std::lround(iscale * (x[i] - lo)));
+      l = std::clamp(l, 0, nmax);
+      q[i] = static_cast<uint8_t>(l);
+      const float fl = static_cast<float>(l);
+      sw += w[i];
+      swq += w[i] * fl;
+      swqq += w[i] * fl * fl;
+      swx += w[i] * x[i];
+      swqx += w[i] * fl * x[i];
+    }
+    const float det = sw * swqq - swq * swq;
+    float scale, offset;  // x ≈ scale * q + offset
+    if (det > 0) {
+      scale = (sw * swqx - swq * swx) / det;
+      offset = (swqq * swx - swq * swqx) / det;
+    } else {
+      scale = 1.0f / iscale;
+      offset = lo;
+    }
+    if (offset > 0) {  // the format only subtracts: refit the scale with offset 0
+      offset = 0;
+      scale = swqq > 0 ? swqx / swqq : 0.0f;
+    }
+    if (scale < 0) continue;
+    float err = 0;
+    for (int i = 0; i < n; ++i) {
+      const float e = scale * static_cast<float>(q[i]) + offset - x[i];
+      err += w[i] * e * e;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best_scale = scale;
+      best_min = -offset;
+    }
+  }
+  min_out = best_min;
+  return best_scale;
+}
+
+// Fits x ≈ scale * q with q in [-nmax, nmax-1]; the scale may be negative so that the
+// value of largest magnitude lands on -nmax, the level with no positive twin.
+float fit_scale_symmetric(const float* x, const float* w, int n, int nmax) {
+  float amax = 0, vmax = 0;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      vmax = x[i];
+    }
+  }
+  if (amax == 0) return 0.0f;
+  float best_err = INFINITY, best_scale = vmax / -static_cast<float>(nmax);
+  for (int step = -9; step <= 9; ++step) {
+    const float iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(step)) / vmax;
+    float swqx = 0, swqq = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(static_cast<int>(std::lround(iscale * x[i])), -nmax, nmax - 1);
+      swqx += w[i] * static_cast<float>(l) * x[i];
+      swqq += w[i] * static_cast<float>(l * l);
+    }
+    if (swqq <= 0) continue;
+    const float scale = swqx / swqq;
+    float err = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(static_cast<int>(std::lround(iscale * x[i])), -nmax, nmax - 1);
+      const float e = scale * static_cast<float>(l) - x[i];
+      err += w[i] * e * e;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best_scale = scale;
+    }
+  }
+  return best_scale;
+}
+
+void quantize_q4_k(const float* x, uint8_t* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, x += kQkK, dst += kQ4_KInfo.type_size) {
+    float sum2 = 0;
+    for (int i = 0; i < kQkK; ++i) sum2 += x[i] * x[i];
+    const float rms = std::sqrt(sum2 / kQkK);
+    float w[kQkK];
+    for (int i = 0; i < kQkK; ++i) w[i] = rms + std::fabs(x[i]);
+    float scale[8], min[8], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+      scale[j] = fit_scale_min(x + 32 * j, w + 32 * j, 32, 15, min[j]);
+      max_scale = std::max(max_scale, scale[j]);
+      max_min = std::max(max_min, min[j]);
+    }
+    store_half(dst, max_scale / 63.0f);
+    store_half(dst + 2, max_min / 63.0f);
+    const float d = load_half(dst), dmin = load_half(dst + 2);
+    int ls[8], lm[8];
+    for (int j = 0; j < 8; ++j) {
+      ls[j] = d > 0 ? std::clamp(static_cast<int>(std::lround(scale[j] / d)), 0, 63) : 0;
+      lm[j] = dmin > 0 ? std::clamp(static_cast<int>(std::lround(min[j] / dmin)), 0, 63) : 0;
+    }
+    uint8_t* sc = dst + 4;
+    std::memset(sc, 0, 12);
+    for (int j = 0; j < 8; ++j) {  // the inverse of scale_min_k4
+      if (j < 4) {
+        sc[j] = static_cast<uint8_t>(ls[j]);
+        sc[j + 4] = static_cast<uint8_t>(lm[j]);
+      } else {
+        sc[j + 4] = static_cast<uint8_t>((ls[j] & 0x0F) | ((lm[j] & 0x0F) << 4));
+        sc[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+        sc[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+      }
+    }
+    uint8_t* qs = dst + 16;
+    std::memset(qs, 0, 128);
+    for (int j = 0; j < 8; ++j) {
+      const float ds = d * static_cast<float>(ls[j]), dm = dmin * static_cast<float>(lm[j]);
+      const float inv = ds > 0 ? 1.0f / ds : 0.0f;
+      for (int l = 0; l < 32; ++l) {
+        const int q = std::clamp(static_cast<int>(std::lround((x[32 * j + l] + dm) * inv)), 0, 15);
+        qs[32 * (j / 2) + l] |= static_cast<uint8_t>(q << (4 * (j % 2)));
+      }
+    }
+  }
+}
+
+void quantize_q6_k(const float* x, uint8_t* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, x += kQkK, dst += kQ6_KInfo.type_size) {
+    float w[kQkK];
+    for (int i = 0; i < kQkK; ++i) w[i] = x[i] * x[i] + 1e-20f;
+    float scale[16], amax = 0;
+    for (int j = 0; j < 16; ++j) {
+      scale[j] = fit_scale_symmetric(x + 16 * j, w + 16 * j, 16, 32);
+      amax = std::max(amax, std::fabs(scale[j]));
+    }
+    store_half(dst + 208, amax / 127.0f);
+    const float d = load_half(dst + 208);
+    uint8_t* ql = dst;
+    uint8_t* qh = dst + 128;
+    std::memset(dst, 0, 208);
+    for (int j = 0; j < 16; ++j) {
+      const int ls = d > 0 ? std::clamp(static_cast<int>(std::lround(scale[j] / d)), -127, 127) : 0;
+      dst[192 + j] = static_cast<uint8_t>(static_cast<int8_t>(ls));
+      const float ds = d * static_cast<float>(ls);
+      const float inv = ds != 0 ? 1.0f / ds : 0.0f;
+      for (int i = 0; i < 16; ++i) {
+        const int e = 16 * j + i;
+        const int q = std::clamp(static_cast<int>(std::lround(x[e] * inv)), -32, 31) + 32;
+        const int half = e / 128, group = (e % 128) / 32, l = e % 32;  // as dequantize_q6_k
+        ql[64 * half + l + 32 * (group % 2)] |= static_cast<uint8_t>((q & 0x0F) << (4 * (group / 2)));
+        qh[32 * half + l] |= static_cast<uint8_t>((q >> 4) << (2 * group));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const GgmlTypeInfo* ggml_type_info(uint32_t type) {
@@ -460,10 +640,40 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::kQ5_0: quantize_q5_0(src, d, nb); return;
     case GgmlType::kQ5_1: quantize_q5_1(src, d, nb); return;
     case GgmlType::kQ8_0: quantize_q8_0(src, d, nb); return;
+    case GgmlType::kQ4_K: quantize_q4_k(src, d, nb); return;
+    case GgmlType::kQ6_K: quantize_q6_k(src, d, nb); return;
     default: break;
   }
   throw Error("quantize_row: quantizing to ggml type " + std::string(info.name) + " (type id " +
               std::to_string(static_cast<uint32_t>(type)) + ") is not implemented");
+}
+
+std::optional<DType> dtype_from_ggml(GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32: return DType::kF32;
+    case GgmlType::kF16: return DType::kF16;
+    case GgmlType::kBF16: return DType::kBF16;
+    case GgmlType::kQ8_0: return DType::kQ8_0;
+    case GgmlType::kQ4_0: return DType::kQ4_0;
+    case GgmlType::kQ5_0: return DType::kQ5_0;
+    case GgmlType::kQ4_K: return DType::kQ4_K;
+    case GgmlType::kQ6_K: return DType::kQ6_K;
+    default: return std::nullopt;
+  }
+}
+
+std::optional<GgmlType> ggml_from_dtype(DType type) {
+  switch (type) {
+    case DType::kF32: return GgmlType::kF32;
+    case DType::kF16: return GgmlType::kF16;
+    case DType::kBF16: return GgmlType::kBF16;
+    case DType::kQ8_0: return GgmlType::kQ8_0;
+    case DType::kQ4_0: return GgmlType::kQ4_0;
+    case DType::kQ5_0: return GgmlType::kQ5_0;
+    case DType::kQ4_K: return GgmlType::kQ4_K;
+    case DType::kQ6_K: return GgmlType::kQ6_K;
+    default: return std::nullopt;
+  }
 }
 
 }  // namespace tandem

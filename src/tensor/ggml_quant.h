@@ -5,7 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
+
+#include "tensor/dtype.h"
 
 namespace tandem {
 
@@ -48,10 +51,14 @@ size_t ggml_row_size(GgmlType type, int64_t n);
 // cannot dequantize or an n that is not a whole number of blocks.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 
-// Reference quantizers, bit-identical to ggml's round-to-nearest *_ref functions, for
-// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0. Writes ggml_row_size(type, n) bytes.
-// Throws tandem::Error for any other type (the K-quants' iterative scale search is not
-// implemented) or an n that is not a whole number of blocks.
+// Quantizers. F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are bit-identical to
+// ggml's round-to-nearest *_ref functions; Q4_K and Q6_K use our own scale search
+// (same format, not the same bytes as ggml's). Writes ggml_row_size(type, n) bytes.
+// Throws tandem::Error for any other type or an n that is not a whole number of blocks.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
+
+// The weight formats the engine computes with directly (tensor/dtype.h), and back.
+std::optional<DType> dtype_from_ggml(GgmlType type);
+std::optional<GgmlType> ggml_from_dtype(DType type);
 
 }  // namespace tandem

@@ -21,12 +21,17 @@ struct TensorView {
     for (int64_t d : shape) n *= d;
     return n;
   }
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  size_t nbytes() const {
+    if (shape.empty()) return dtype_size(dtype);
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+    return dtype_row_bytes(dtype, shape.back()) * static_cast<size_t>(rows);
+  }
   int rank() const { return static_cast<int>(shape.size()); }
   int64_t dim(int i) const { return shape.at(static_cast<size_t>(i)); }
   // Row r of a rank-2 tensor.
   const uint8_t* row(int64_t r) const {
-    return static_cast<const uint8_t*>(data) + static_cast<size_t>(r * shape.back()) * dtype_size(dtype);
+    return static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * dtype_row_bytes(dtype, shape.back());
   }
 };
 

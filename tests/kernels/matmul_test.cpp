@@ -37,7 +37,7 @@ Weights make_weights(DType t, int64_t n, int64_t k, std::mt19937& rng) {
 class MatmulBackends : public ::testing::TestWithParam<DType> {};
 
 TEST_P(MatmulBackends, EqualScalarReference) {
-  if (kernels::detected_isa() != kernels::Isa::kAvx2) GTEST_SKIP() << "CPU has no AVX2: only the scalar path exists";
+  if (kernels::detected_isa() < kernels::Isa::kAvx2) GTEST_SKIP() << "CPU has no AVX2: only the scalar path exists";
   std::mt19937 rng(1234);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   ThreadPool pool(2);
@@ -49,11 +49,14 @@ TEST_P(MatmulBackends, EqualScalarReference) {
     for (float& v : x) v = nd(rng);
     std::vector<float> ref(static_cast<size_t>(m * n)), got(static_cast<size_t>(m * n) + 3, -7.0f);
     kernels::matmul_with(kernels::Isa::kScalar, x.data(), m, k, w.view, ref.data(), n, pool);
-    kernels::matmul_with(kernels::Isa::kAvx2, x.data(), m, k, w.view, got.data(), n, pool);
-    for (size_t i = 0; i < ref.size(); ++i) {
-      EXPECT_NEAR(got[i], ref[i], 1e-4f * (1.0f + std::abs(ref[i])) * std::sqrt(float(k))) << m << "x" << n << "x" << k;
+    for (int isa = int(kernels::Isa::kAvx2); isa <= int(kernels::detected_isa()); ++isa) {
+      kernels::matmul_with(kernels::Isa(isa), x.data(), m, k, w.view, got.data(), n, pool);
+      for (size_t i = 0; i < ref.size(); ++i) {
+        EXPECT_NEAR(got[i], ref[i], 1e-4f * (1.0f + std::abs(ref[i])) * std::sqrt(float(k)))
+            << kernels::isa_name(kernels::Isa(isa)) << " " << m << "x" << n << "x" << k;
+      }
+      EXPECT_EQ(got[ref.size()], -7.0f) << "wrote past the output";
     }
-    EXPECT_EQ(got[ref.size()], -7.0f) << "wrote past the output";
   }
 }
 

@@ -24,7 +24,12 @@ Isa detect() {
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
   if ((xcr0_lo & 0x6u) != 0x6u) return Isa::kScalar;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return Isa::kScalar;
-  if (b & (1u << 5)) return Isa::kAvx2;
+  if (!(b & (1u << 5))) return Isa::kScalar;
+  const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+  const bool vnni = c & (1u << 11);
+  // The OS must also save the opmask and ZMM state (XCR0 bits 5-7).
+  if (f && dq && bw && vl && vnni && (xcr0_lo & 0xE0u) == 0xE0u) return Isa::kAvx512;
+  return Isa::kAvx2;
 #endif
   return Isa::kScalar;
 }
@@ -39,8 +44,11 @@ Isa choose() {
     want = Isa::kScalar;
   } else if (f == "avx2") {
     want = Isa::kAvx2;
+  } else if (f == "avx512") {
+    want = Isa::kAvx512;
   } else {
-    log::warn("TANDEM_FORCE_ISA='" + f + "' is not one of scalar, avx2; using " + std::string(isa_name(best)));
+    log::warn("TANDEM_FORCE_ISA='" + f + "' is not one of scalar, avx2, avx512; using " +
+              std::string(isa_name(best)));
     return best;
   }
   if (static_cast<int>(want) > static_cast<int>(best)) {
@@ -66,6 +74,7 @@ std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
   }
   return "?";
 }

@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "kernels/cpu/qmatmul.h"
+#include "tensor/ggml_quant.h"
 
 namespace tandem::kernels {
 
@@ -23,19 +25,61 @@ void to_f32(const void* src, DType type, int64_t n, float* dst) {
       return;
     }
     default:
+      if (dtype_is_quantized(type)) {
+        dequantize_row(*ggml_from_dtype(type), src, dst, n);
+        return;
+      }
       throw Error("to_f32: unsupported dtype " + std::string(dtype_name(type)));
   }
 }
+
+namespace {
+
+void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
+                  ThreadPool& pool) {
+  const int64_t n = w.dim(0);
+  TANDEM_CHECK(k % dtype_block(w.dtype) == 0, "matmul: inner dimension " + std::to_string(k) +
+                                                  " is not a multiple of the " + std::string(dtype_name(w.dtype)) +
+                                                  " block size");
+  QuantizeActsFn quantize = quantize_acts_scalar;
+  QMatmulRowsFn rows = qmatmul_rows_scalar;
+  if (isa == Isa::kAvx2) {
+    quantize = quantize_acts_avx2;
+    rows = qmatmul_rows_avx2;
+  } else if (isa == Isa::kAvx512) {
+    quantize = quantize_acts_avx512;
+    rows = qmatmul_rows_avx512;
+  }
+  // One buffer per calling thread, reused across calls; workers only read it.
+  // (The lambdas must capture this reference: naming the thread_local itself
+  // inside them would mean each worker's own, empty instance.)
+  thread_local QuantizedActs tls_acts;
+  QuantizedActs& xa = tls_acts;
+  xa.resize(m, k);
+  pool.parallel_for(
+      m, [&](int64_t i0, int64_t i1) { quantize(x, i0, i1, xa); },
+      std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, k)));
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
+  pool.parallel_for(
+      n, [&](int64_t r0, int64_t r1) { rows(xa, w.data, w.dtype, r0, r1, y, ldy); }, grain);
+}
+
+}  // namespace
 
 void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
                  ThreadPool& pool) {
   TANDEM_CHECK(w.rank() == 2, "matmul weight must be rank 2");
   TANDEM_CHECK(w.dim(1) == k, "matmul inner dimensions differ");
-  TANDEM_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16,
-               "matmul weight dtype must be F32, BF16 or F16");
   const int64_t n = w.dim(0);
   TANDEM_CHECK(ldy >= n, "matmul output stride too small");
-  MatmulRowsFn fn = isa == Isa::kAvx2 ? matmul_rows_avx2 : matmul_rows_scalar;
+  if (dtype_is_quantized(w.dtype)) {
+    qmatmul_with(isa, x, m, k, w, y, ldy, pool);
+    return;
+  }
+  TANDEM_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16,
+               "matmul weight dtype must be F32, BF16, F16 or block-quantized");
+  // The AVX-512 level adds nothing to the float kernels (kernels/cpu/isa.h).
+  MatmulRowsFn fn = isa == Isa::kScalar ? matmul_rows_scalar : matmul_rows_avx2;
   // Tasks of at least ~64K multiply-adds amortize the scheduling; the pool
   // splits larger matrices into a few ranges per thread.
   int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));

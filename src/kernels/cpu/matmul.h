@@ -1,5 +1,6 @@
 // Linear layers: y[m, n] = x[m, k] · w[n, k]ᵀ with float32 activations and
-// weights in their stored dtype (F32, BF16, F16), converted in registers.
+// weights in their stored dtype: F32, BF16, F16 converted in registers, or a
+// block-quantized type (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) through kernels/cpu/qmatmul.h.
 //
 // Front end (matmul.cpp) checks shapes and dtypes, splits the n output rows
 // over the thread pool and calls the backend of the active ISA
@@ -30,7 +31,7 @@ void matmul_rows_scalar(const float* x, int64_t m, int64_t k, const void* w, DTy
 void matmul_rows_avx2(const float* x, int64_t m, int64_t k, const void* w, DType wtype, int64_t r0, int64_t r1,
                       float* y, int64_t ldy);
 
-// Converts n elements of a weight row to float32.
+// Converts n elements of a weight row (any weight dtype) to float32.
 void to_f32(const void* src, DType type, int64_t n, float* dst);
 
 }  // namespace tandem::kernels

@@ -1,0 +1,91 @@
+// tandem bench: prefill and decode throughput of a model on this machine,
+// against the machine's read bandwidth measured in the same run.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "base/strings.h"
+#include "base/thread_pool.h"
+#include "cli/commands.h"
+#include "engine/bench.h"
+#include "kernels/cpu/isa.h"
+#include "models/model.h"
+
+namespace tandem::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string quantize;
+  int threads = 0;
+  int64_t prompt_len = 512;
+  int64_t gen = 128;
+  int reps = 3;
+  bool json = false;
+};
+
+int run(const BenchArgs& a) {
+  models::LoadOptions lo;
+  apply_quantize_flag(a.quantize, lo);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = models::Model::load(a.model, lo);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ThreadPool pool(a.threads);
+  engine::BenchOptions bo;
+  bo.prompt_len = a.prompt_len;
+  bo.gen = a.gen;
+  bo.reps = a.reps;
+  const engine::BenchResult r = engine::run_bench(*model, bo, pool);
+  const models::ModelInfo info = model->info();
+  const std::string isa(kernels::isa_name(kernels::active_isa()));
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["model"] = a.model;
+    j["quantize"] = a.quantize.empty() ? nullptr : nlohmann::ordered_json(a.quantize);
+    j["weight_types"] = info.weight_dtypes;
+    j["params"] = info.params;
+    j["weight_bytes"] = info.weight_bytes;
+    j["threads"] = pool.size();
+    j["isa"] = isa;
+    j["load_s"] = load_s;
+    j["prompt_len"] = r.prompt_len;
+    j["gen"] = r.gen;
+    j["prefill_tok_s"] = r.prefill_tok_s;
+    j["decode_tok_s"] = r.decode_tok_s;
+    j["decode_bytes_per_token"] = r.decode_bytes;
+    j["read_bandwidth_gb_s"] = r.read_bandwidth / 1e9;
+    j["roofline_tok_s"] = r.roofline_tok_s;
+    j["roofline_fraction"] = r.roofline_fraction;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("| model | weights | size | threads | isa | prefill %lld tok/s | decode tok/s | bytes/token | read GB/s | "
+              "roofline tok/s | decode/roofline |\n",
+              static_cast<long long>(r.prompt_len));
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| %s | %s | %s | %d | %s | %.1f | %.1f | %s | %.1f | %.1f | %.2f |\n", a.model.c_str(),
+              info.weight_dtypes.c_str(), format_bytes(info.weight_bytes).c_str(), pool.size(), isa.c_str(),
+              r.prefill_tok_s, r.decode_tok_s, format_bytes(r.decode_bytes).c_str(), r.read_bandwidth / 1e9,
+              r.roofline_tok_s, r.roofline_fraction);
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* c = app.add_subcommand("bench", "Measure prefill and decode throughput against the memory-bandwidth roofline");
+  c->add_option("--model", a->model, "Model folder or .gguf file")->required();
+  c->add_option("--quantize", a->quantize, "Quantize at load: q8_0, q6_k, q5_0, q4_k, q4_0 (or f32, f16, bf16)");
+  c->add_option("--threads", a->threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--prompt-len", a->prompt_len, "Prefill length in tokens")->check(CLI::PositiveNumber);
+  c->add_option("--gen", a->gen, "Decoded tokens (batch 1)")->check(CLI::PositiveNumber);
+  c->add_option("--reps", a->reps, "Timed repetitions per phase (median reported)")->check(CLI::PositiveNumber);
+  c->add_flag("--json", a->json, "Print one JSON object instead of a table");
+  return [a] { return run(*a); };
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,98 @@
+#include "engine/bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <numeric>
+#include <vector>
+
+#include "base/aligned_buffer.h"
+#include "base/error.h"
+
+namespace tandem::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
+  // Integer sums vectorize (float sums would not, without -ffast-math), so the
+  // loop is bound by memory, not by add latency.
+  AlignedBuffer<uint64_t> buf(bytes / sizeof(uint64_t));
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = i;
+  double best = 0;
+  std::atomic<uint64_t> sink{0};
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto t = Clock::now();
+    pool.parallel_for(
+        static_cast<int64_t>(buf.size()),
+        [&](int64_t b, int64_t e) {
+          uint64_t s = 0;
+          for (int64_t i = b; i < e; ++i) s += buf[static_cast<size_t>(i)];
+          sink.fetch_add(s, std::memory_order_relaxed);
+        },
+        int64_t{1} << 20);
+    best = std::max(best, static_cast<double>(buf.size() * sizeof(uint64_t)) / since(t));
+  }
+  if (sink.load() == 1) throw Error("unreachable");  // keeps the sums alive
+  return best;
+}
+
+BenchResult run_bench(const models::Model& model, const BenchOptions& opts, ThreadPool& pool) {
+  const int64_t V = model.vocab_size();
+  const int64_t ctx = model.config().max_position_embeddings;
+  if (opts.prompt_len < 1 || opts.gen < 1) throw Error("bench: --prompt-len and --gen must be at least 1");
+  if (opts.prompt_len > ctx || opts.gen + 1 > ctx) {
+    throw Error("bench: --prompt-len " + std::to_string(opts.prompt_len) + " / --gen " + std::to_string(opts.gen) +
+                " exceed the model's context of " + std::to_string(ctx));
+  }
+  BenchResult r;
+  r.prompt_len = opts.prompt_len;
+  r.gen = opts.gen;
+  std::vector<int32_t> prompt(static_cast<size_t>(opts.prompt_len));
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<size_t>(V));
+  std::vector<float> logits(static_cast<size_t>(V));
+  models::Workspace ws;
+  auto step = [&](std::span<const int32_t> toks, models::KvCache& c) {
+    models::SeqInput in{toks, &c, false, logits.data()};
+    model.forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
+  };
+  {  // warm-up: page in the weights, size the workspace
+    auto c = model.new_cache(opts.prompt_len + 1);
+    step(prompt, c);
+  }
+  std::vector<double> prefill, decode;
+  for (int rep = 0; rep < std::max(1, opts.reps); ++rep) {
+    auto c = model.new_cache(opts.prompt_len);
+    auto t = Clock::now();
+    step(prompt, c);
+    prefill.push_back(static_cast<double>(opts.prompt_len) / since(t));
+  }
+  for (int rep = 0; rep < std::max(1, opts.reps); ++rep) {
+    auto c = model.new_cache(opts.gen + 1);
+    int32_t tok = prompt[0];
+    step(std::span<const int32_t>(&tok, 1), c);
+    auto t = Clock::now();
+    for (int64_t i = 0; i < opts.gen; ++i) {
+      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      step(std::span<const int32_t>(&tok, 1), c);
+    }
+    decode.push_back(static_cast<double>(opts.gen) / since(t));
+  }
+  r.prefill_tok_s = median(prefill);
+  r.decode_tok_s = median(decode);
+  r.decode_bytes = model.info().decode_bytes;
+  r.read_bandwidth = measure_read_bandwidth(pool);
+  r.roofline_tok_s = r.read_bandwidth / static_cast<double>(r.decode_bytes);
+  r.roofline_fraction = r.decode_tok_s / r.roofline_tok_s;
+  return r;
+}
+
+}  // namespace tandem::engine

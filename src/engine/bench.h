@@ -1,0 +1,38 @@
+// Throughput measurement of one model on this machine (`tandem bench`):
+// prefill and batch-1 decode tokens/s next to the machine's read bandwidth
+// measured in the same run, which bounds decode from above: every decoded token
+// streams all weight matrices once (the roofline).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/thread_pool.h"
+#include "models/model.h"
+
+namespace tandem::engine {
+
+// Bytes per second of a parallel summing read of `bytes` of memory (best of `reps`).
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 3);
+
+struct BenchOptions {
+  int64_t prompt_len = 512;
+  int64_t gen = 128;
+  int reps = 3;  // each phase is timed this many times; the median is reported
+};
+
+struct BenchResult {
+  int64_t prompt_len = 0, gen = 0;
+  double prefill_tok_s = 0, decode_tok_s = 0;
+  uint64_t decode_bytes = 0;     // weight bytes read per decoded token
+  double read_bandwidth = 0;     // bytes/s
+  double roofline_tok_s = 0;     // read_bandwidth / decode_bytes
+  double roofline_fraction = 0;  // decode_tok_s / roofline_tok_s
+};
+
+// Prefill: one forward of prompt_len (pseudo-random) tokens into an empty
+// cache. Decode: `gen` single-token steps from an empty cache, as llama-bench's
+// tg test does.
+BenchResult run_bench(const models::Model& model, const BenchOptions& opts, ThreadPool& pool);
+
+}  // namespace tandem::engine

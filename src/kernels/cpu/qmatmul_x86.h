@@ -1,0 +1,271 @@
+// x86 SIMD body of the quantized matmul (kernels/cpu/qmatmul.h), included by
+// one translation unit per ISA:
+//   qmatmul_avx2.cpp    (-mavx2 -mfma -mf16c): u8·s8 dot products as
+//                       vpmaddubsw + vpmaddwd;
+//   qmatmul_avx512.cpp  (adds AVX-512 F/BW/VL/VNNI, TANDEM_QMATMUL_VNNI=1):
+//                       one vpdpbusd per 32 byte pairs.
+// Both work on 256-bit vectors: one vector is one block of 32 values, so block
+// scales stay scalar broadcasts. Everything here has internal linkage; the TU
+// defines the exported entry points with its ISA's suffix.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "base/error.h"
+#include "kernels/cpu/qmatmul.h"
+
+namespace tandem::kernels {
+namespace {
+
+#if TANDEM_QMATMUL_VNNI
+inline __m256i dot_u8s8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+#else
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+#endif
+
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return _cvtsh_ss(h);
+}
+
+inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// The 32 bits of a Q5_0 qh as 32 bytes of 0x10 (bit set) or 0.
+inline __m256i high_bits_q5(uint32_t qh) {
+  const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                        3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)), shuf);
+  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// Pointers to MR consecutive activation rows.
+template <int MR>
+struct Rows {
+  const int8_t* q[MR];
+  const float* d[MR];
+  const int16_t* s[MR];
+  Rows(const QuantizedActs& xa, int64_t i0) {
+    for (int i = 0; i < MR; ++i) {
+      q[i] = xa.q.data() + (i0 + i) * xa.k;
+      d[i] = xa.d.data() + (i0 + i) * (xa.k / 32);
+      s[i] = xa.s.data() + (i0 + i) * (xa.k / 16);
+    }
+  }
+};
+
+template <int MR>
+inline void tile_q8_0(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+  __m256 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < k / 32; ++b, w += 34) {
+    const __m256i wv = load32(w + 2);
+    const __m256i wa = _mm256_sign_epi8(wv, wv);
+    const float dw = half_at(w);
+    for (int i = 0; i < MR; ++i) {
+      const __m256i p = dot_u8s8(wa, _mm256_sign_epi8(load32(x.q[i] + 32 * b), wv));
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x.d[i][b]), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]);
+}
+
+template <int MR, bool kFive>
+inline void tile_q4_q5(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+  constexpr int64_t kBytes = kFive ? 22 : 18;
+  constexpr float kOffset = kFive ? 16.0f : 8.0f;
+  __m256 acc[MR];
+  float corr[MR];
+  for (int i = 0; i < MR; ++i) {
+    acc[i] = _mm256_setzero_ps();
+    corr[i] = 0.0f;
+  }
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  for (int64_t b = 0; b < k / 32; ++b, w += kBytes) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (kFive ? 6 : 2)));
+    __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+    if constexpr (kFive) {
+      uint32_t qh;
+      std::memcpy(&qh, w + 2, 4);
+      u = _mm256_or_si256(u, high_bits_q5(qh));
+    }
+    const float dw = half_at(w);
+    for (int i = 0; i < MR; ++i) {
+      const __m256i p = dot_u8s8(u, load32(x.q[i] + 32 * b));
+      const float dd = dw * x.d[i][b];
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc[i]);
+      corr[i] += dd * kOffset * static_cast<float>(x.s[i][2 * b] + x.s[i][2 * b + 1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]) - corr[i];
+}
+
+template <int MR>
+inline void tile_q4_k(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+  __m256 acc[MR];
+  float corr[MR];
+  for (int i = 0; i < MR; ++i) {
+    acc[i] = _mm256_setzero_ps();
+    corr[i] = 0.0f;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < k / 256; ++sb, w += 144) {
+    const float d = half_at(w), dmin = half_at(w + 2);
+    const uint8_t* sc = w + 4;
+    float scale[8], min[8];
+    for (int j = 0; j < 4; ++j) {
+      scale[j] = d * static_cast<float>(sc[j] & 63);
+      min[j] = dmin * static_cast<float>(sc[j + 4] & 63);
+      scale[j + 4] = d * static_cast<float>((sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4));
+      min[j + 4] = dmin * static_cast<float>((sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4));
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = load32(w + 16 + 32 * c);
+      const __m256i lo = _mm256_and_si256(raw, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      const int64_t blk = sb * 8 + 2 * c;
+      for (int i = 0; i < MR; ++i) {
+        const float d0 = x.d[i][blk], d1 = x.d[i][blk + 1];
+        const __m256i p0 = dot_u8s8(lo, load32(x.q[i] + 32 * blk));
+        const __m256i p1 = dot_u8s8(hi, load32(x.q[i] + 32 * blk + 32));
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(scale[2 * c] * d0), acc[i]);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[2 * c + 1] * d1), acc[i]);
+        corr[i] += min[2 * c] * d0 * static_cast<float>(x.s[i][2 * blk] + x.s[i][2 * blk + 1]) +
+                   min[2 * c + 1] * d1 * static_cast<float>(x.s[i][2 * blk + 2] + x.s[i][2 * blk + 3]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]) - corr[i];
+}
+
+template <int MR>
+inline void tile_q6_k(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+  __m256 acc[MR];
+  float corr[MR];
+  for (int i = 0; i < MR; ++i) {
+    acc[i] = _mm256_setzero_ps();
+    corr[i] = 0.0f;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  for (int64_t sb = 0; sb < k / 256; ++sb, w += 210) {
+    const float d = half_at(w + 208);
+    const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i a = load32(w + 64 * h), b = load32(w + 64 * h + 32), hb = load32(w + 128 + 32 * h);
+      __m256i g[4];
+      g[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+      g[1] = _mm256_or_si256(_mm256_and_si256(b, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+      g[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+      g[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+      for (int group = 0; group < 4; ++group) {
+        const int gi = 4 * h + group;  // 32-value block within the super-block
+        const int s0 = sc[2 * gi], s1 = sc[2 * gi + 1];
+        const __m256i scv = _mm256_set_m128i(_mm_set1_epi32(s1), _mm_set1_epi32(s0));
+        const int64_t blk = sb * 8 + gi;
+        for (int i = 0; i < MR; ++i) {
+          const __m256i p = _mm256_mullo_epi32(dot_u8s8(g[group], load32(x.q[i] + 32 * blk)), scv);
+          const float dd = d * x.d[i][blk];
+          acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc[i]);
+          corr[i] += dd * 32.0f * static_cast<float>(s0 * x.s[i][2 * blk] + s1 * x.s[i][2 * blk + 1]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]) - corr[i];
+}
+
+template <int MR>
+inline void tile(DType t, const uint8_t* w, int64_t k, const QuantizedActs& xa, int64_t i0, float* out, int64_t ldy) {
+  const Rows<MR> x(xa, i0);
+  switch (t) {
+    case DType::kQ8_0: tile_q8_0<MR>(w, k, x, out, ldy); return;
+    case DType::kQ4_0: tile_q4_q5<MR, false>(w, k, x, out, ldy); return;
+    case DType::kQ5_0: tile_q4_q5<MR, true>(w, k, x, out, ldy); return;
+    case DType::kQ4_K: tile_q4_k<MR>(w, k, x, out, ldy); return;
+    case DType::kQ6_K: tile_q6_k<MR>(w, k, x, out, ldy); return;
+    default: throw Error("qmatmul: weight type " + std::string(dtype_name(t)) + " is not block-quantized");
+  }
+}
+
+inline void qmatmul_rows_x86(const QuantizedActs& xa, const void* w, DType wtype, int64_t r0, int64_t r1, float* y,
+                             int64_t ldy) {
+  const int64_t k = xa.k;
+  const size_t row_bytes = dtype_row_bytes(wtype, k);
+  // Tall activations (prefill) in blocks of rows that stay in cache while the
+  // task's weight rows stream past; each weight block is decoded once per 4 rows.
+  constexpr int64_t kRowBlock = 64;
+  for (int64_t ib = 0; ib < xa.m; ib += kRowBlock) {
+    const int64_t ie = std::min(xa.m, ib + kRowBlock);
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* wr = static_cast<const uint8_t*>(w) + static_cast<size_t>(r) * row_bytes;
+      int64_t i = ib;
+      for (; i + 4 <= ie; i += 4) tile<4>(wtype, wr, k, xa, i, y + i * ldy + r, ldy);
+      switch (ie - i) {
+        case 3: tile<3>(wtype, wr, k, xa, i, y + i * ldy + r, ldy); break;
+        case 2: tile<2>(wtype, wr, k, xa, i, y + i * ldy + r, ldy); break;
+        case 1: tile<1>(wtype, wr, k, xa, i, y + i * ldy + r, ldy); break;
+        default: break;
+      }
+    }
+  }
+}
+
+inline void quantize_acts_x86(const float* x, int64_t i0, int64_t i1, QuantizedActs& xa) {
+  const int64_t k = xa.k;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* xr = x + i * k;
+    int8_t* q = xa.q.data() + i * k;
+    for (int64_t b = 0; b < k / 32; ++b) {
+      __m256 v[4];
+      __m256 mx = _mm256_setzero_ps();
+      for (int j = 0; j < 4; ++j) {
+        v[j] = _mm256_loadu_ps(xr + 32 * b + 8 * j);
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[j]));
+      }
+      __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+      m = _mm_max_ss(m, _mm_movehdup_ps(m));
+      const float amax = _mm_cvtss_f32(m);
+      const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+      xa.d[static_cast<size_t>(i * (k / 32) + b)] = amax / 127.0f;
+      const __m256 idv = _mm256_set1_ps(id);
+      __m256i qi[4];
+      for (int j = 0; j < 4; ++j) qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], idv));
+      xa.s[static_cast<size_t>(i * (k / 16) + 2 * b)] =
+          static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(qi[0], qi[1])));
+      xa.s[static_cast<size_t>(i * (k / 16) + 2 * b + 1)] =
+          static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(qi[2], qi[3])));
+      const __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]);
+      const __m256i p23 = _mm256_packs_epi32(qi[2], qi[3]);
+      const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * b), p);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tandem::kernels
