@@ -99,17 +99,20 @@ INSTANTIATE_TEST_SUITE_P(Types, QMatmul,
                          ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
 
-TEST(QuantizeActs, SimdEqualsScalarBitForBit) {
+class QuantizeActs : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(QuantizeActs, SimdEqualsScalarBitForBit) {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 2.0f);
-  const int64_t m = 5, k = 32 * 9;
+  const int64_t block = GetParam();
+  const int64_t m = 5, k = 256 * 3;
   std::vector<float> x(static_cast<size_t>(m * k));
   for (float& v : x) v = nd(rng);
   for (int64_t j = 0; j < 32; ++j) x[size_t(k + j)] = 0.0f;  // an all-zero block
   x[7] = 0.5f;                                              // ties round to even
   kernels::QuantizedActs ref, got;
-  ref.resize(m, k);
-  got.resize(m, k);
+  ref.resize(m, k, block);
+  got.resize(m, k, block);
   kernels::quantize_acts_scalar(x.data(), 0, m, ref);
   using Fn = kernels::QuantizeActsFn;
   const std::pair<kernels::Isa, Fn> fns[] = {{kernels::Isa::kAvx2, kernels::quantize_acts_avx2},
@@ -118,11 +121,13 @@ TEST(QuantizeActs, SimdEqualsScalarBitForBit) {
     if (isa > kernels::detected_isa()) continue;
     fn(x.data(), 0, m, got);
     for (int64_t i = 0; i < m * k; ++i) ASSERT_EQ(got.q[size_t(i)], ref.q[size_t(i)]) << kernels::isa_name(isa) << " q " << i;
-    for (int64_t i = 0; i < m * k / 32; ++i) ASSERT_EQ(got.d[size_t(i)], ref.d[size_t(i)]) << "d " << i;
+    for (int64_t i = 0; i < m * k / block; ++i) ASSERT_EQ(got.d[size_t(i)], ref.d[size_t(i)]) << "d " << i;
     for (int64_t i = 0; i < m * k / 16; ++i) ASSERT_EQ(got.s[size_t(i)], ref.s[size_t(i)]) << "s " << i;
   }
   for (int64_t j = 0; j < 32; ++j) EXPECT_EQ(ref.q[size_t(k + j)], 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Blocks, QuantizeActs, ::testing::Values(int64_t{32}, int64_t{256}));
 
 double rel_rmse(const QWeights& w) {
   double e = 0, n = 0;

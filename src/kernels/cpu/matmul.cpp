@@ -55,7 +55,7 @@ void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorVie
   // inside them would mean each worker's own, empty instance.)
   thread_local QuantizedActs tls_acts;
   QuantizedActs& xa = tls_acts;
-  xa.resize(m, k);
+  xa.resize(m, k, QuantizedActs::block_for(w.dtype));
   pool.parallel_for(
       m, [&](int64_t i0, int64_t i1) { quantize(x, i0, i1, xa); },
       std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, k)));

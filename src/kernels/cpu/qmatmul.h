@@ -1,8 +1,10 @@
 // Linear layers with block-quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K in
 // GGUF's byte layout, tensor/ggml_quant.h): y[m, n] = x[m, k] · w[n, k]ᵀ.
 //
-// The activations x are first quantized to 8 bits per block of 32 values with a
-// float32 scale per block (QuantizedActs), so every weight block meets its
+// The activations x are first quantized to 8 bits with a float32 scale per
+// block (QuantizedActs): blocks of 32 for the 32-blocks formats, of 256 for the
+// K-quants (so a whole super-block, sub-block scales included, is summed in
+// int32 and meets float once), and every weight block meets its
 // activation block in an integer dot product: u8 × s8 → s32 (AVX2's
 // maddubs + madd, or AVX-512 VNNI's vpdpbusd). The weights' unsigned levels are
 // used as they are and their offsets (-8 for Q4_0, -16 for Q5_0, -32 for Q6_K,
@@ -20,13 +22,16 @@
 
 namespace tandem::kernels {
 
-// x quantized per block of 32: x[i, j] ≈ d[i, j/32] * q[i, j].
+// x quantized per block of `block` (32 or 256) values: x[i, j] ≈ d[i, j/block] * q[i, j].
 struct QuantizedActs {
-  int64_t m = 0, k = 0;
+  int64_t m = 0, k = 0, block = 32;
   AlignedBuffer<int8_t> q;    // [m, k]
-  AlignedBuffer<float> d;     // [m, k/32]
+  AlignedBuffer<float> d;     // [m, k/block]
   AlignedBuffer<int16_t> s;   // [m, k/16]: sums of q over each 16 values
-  void resize(int64_t rows, int64_t cols);  // keeps the allocation when big enough
+  // Keeps the allocation when big enough. k % block == 0.
+  void resize(int64_t rows, int64_t cols, int64_t block_size);
+  // Activation block size the kernels of a weight type expect.
+  static int64_t block_for(DType wtype) { return dtype_block(wtype) == 256 ? 256 : 32; }
  private:
   size_t cap_q_ = 0;
 };

@@ -10,9 +10,10 @@
 
 namespace tandem::kernels {
 
-void QuantizedActs::resize(int64_t rows, int64_t cols) {
+void QuantizedActs::resize(int64_t rows, int64_t cols, int64_t block_size) {
   m = rows;
   k = cols;
+  block = block_size;
   const auto nq = static_cast<size_t>(rows * cols);
   if (nq > cap_q_) {
     q.resize(nq);
@@ -23,25 +24,24 @@ void QuantizedActs::resize(int64_t rows, int64_t cols) {
 }
 
 void quantize_acts_scalar(const float* x, int64_t i0, int64_t i1, QuantizedActs& xa) {
-  const int64_t k = xa.k;
+  const int64_t k = xa.k, bs = xa.block;
   for (int64_t i = i0; i < i1; ++i) {
     const float* xr = x + i * k;
     int8_t* q = xa.q.data() + i * k;
-    for (int64_t b = 0; b < k / 32; ++b) {
+    for (int64_t b = 0; b < k / bs; ++b) {
       float amax = 0.0f;
-      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xr[32 * b + j]));
-      const float d = amax / 127.0f;
+      for (int64_t j = 0; j < bs; ++j) amax = std::max(amax, std::fabs(xr[bs * b + j]));
       const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-      xa.d[static_cast<size_t>(i * (k / 32) + b)] = d;
-      for (int half = 0; half < 2; ++half) {
+      xa.d[static_cast<size_t>(i * (k / bs) + b)] = amax / 127.0f;
+      for (int64_t g = bs * b / 16; g < bs * (b + 1) / 16; ++g) {
         int sum = 0;
-        for (int j = 16 * half; j < 16 * half + 16; ++j) {
+        for (int64_t j = 16 * g; j < 16 * g + 16; ++j) {
           // nearbyint: round half to even, as the SIMD conversions do.
-          const int v = static_cast<int>(std::nearbyint(xr[32 * b + j] * id));
-          q[32 * b + j] = static_cast<int8_t>(v);
+          const int v = static_cast<int>(std::nearbyint(xr[j] * id));
+          q[j] = static_cast<int8_t>(v);
           sum += v;
         }
-        xa.s[static_cast<size_t>(i * (k / 16) + 2 * b + half)] = static_cast<int16_t>(sum);
+        xa.s[static_cast<size_t>(i * (k / 16) + g)] = static_cast<int16_t>(sum);
       }
     }
   }
@@ -62,6 +62,7 @@ int dot32(const uint8_t* u, const int8_t* x) {
 }
 
 // One weight row against one activation row.
+// xd: one scale per activation block (32 values for Q8_0/Q4_0/Q5_0, 256 for the K-quants).
 float row_dot(const uint8_t* w, DType t, const int8_t* xq, const float* xd, const int16_t* xs, int64_t k) {
   float acc = 0.0f;
   uint8_t u[32];
@@ -106,10 +107,10 @@ float row_dot(const uint8_t* w, DType t, const int8_t* xq, const float* xd, cons
             min = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
           }
           for (int l = 0; l < 32; ++l) u[l] = static_cast<uint8_t>((qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F);
-          const int64_t blk = sb * 8 + j;
+          const int64_t blk = sb * 8 + j;  // 32-value block; the activation scale is per super-block
           const int sum = xs[2 * blk] + xs[2 * blk + 1];
-          acc += xd[blk] * (d * static_cast<float>(scale) * static_cast<float>(dot32(u, xq + 32 * blk)) -
-                            dmin * static_cast<float>(min) * static_cast<float>(sum));
+          acc += xd[sb] * (d * static_cast<float>(scale) * static_cast<float>(dot32(u, xq + 32 * blk)) -
+                           dmin * static_cast<float>(min) * static_cast<float>(sum));
         }
       }
       return acc;
@@ -132,7 +133,7 @@ float row_dot(const uint8_t* w, DType t, const int8_t* xq, const float* xd, cons
             for (int l = 16 * h; l < 16 * h + 16; ++l) part += static_cast<int>(u[l]) * xq[32 * blk + l];
             s += sc[2 * g + h] * (part - 32 * xs[2 * blk + h]);
           }
-          acc += d * xd[blk] * static_cast<float>(s);
+          acc += d * xd[sb] * static_cast<float>(s);
         }
       }
       return acc;
@@ -150,7 +151,8 @@ void qmatmul_rows_scalar(const QuantizedActs& xa, const void* w, DType wtype, in
   for (int64_t r = r0; r < r1; ++r) {
     const auto* wr = static_cast<const uint8_t*>(w) + static_cast<size_t>(r) * row_bytes;
     for (int64_t i = 0; i < xa.m; ++i) {
-      y[i * ldy + r] = row_dot(wr, wtype, xa.q.data() + i * k, xa.d.data() + i * (k / 32), xa.s.data() + i * (k / 16), k);
+      y[i * ldy + r] =
+          row_dot(wr, wtype, xa.q.data() + i * k, xa.d.data() + i * (k / xa.block), xa.s.data() + i * (k / 16), k);
     }
   }
 }

@@ -68,7 +68,7 @@ struct Rows {
   Rows(const QuantizedActs& xa, int64_t i0) {
     for (int i = 0; i < MR; ++i) {
       q[i] = xa.q.data() + (i0 + i) * xa.k;
-      d[i] = xa.d.data() + (i0 + i) * (xa.k / 32);
+      d[i] = xa.d.data() + (i0 + i) * (xa.k / xa.block);
       s[i] = xa.s.data() + (i0 + i) * (xa.k / 16);
     }
   }
@@ -90,17 +90,16 @@ inline void tile_q8_0(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out
   for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]);
 }
 
+// The offset (-8 or -16) is applied to the weights, which then go through the
+// same |w| · sign(x, w) product as Q8_0: cheaper per row than correcting with
+// the activation sums.
 template <int MR, bool kFive>
 inline void tile_q4_q5(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
   constexpr int64_t kBytes = kFive ? 22 : 18;
-  constexpr float kOffset = kFive ? 16.0f : 8.0f;
   __m256 acc[MR];
-  float corr[MR];
-  for (int i = 0; i < MR; ++i) {
-    acc[i] = _mm256_setzero_ps();
-    corr[i] = 0.0f;
-  }
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
   const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m256i offset = _mm256_set1_epi8(kFive ? 16 : 8);
   for (int64_t b = 0; b < k / 32; ++b, w += kBytes) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (kFive ? 6 : 2)));
     __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
@@ -109,67 +108,104 @@ inline void tile_q4_q5(const uint8_t* w, int64_t k, const Rows<MR>& x, float* ou
       std::memcpy(&qh, w + 2, 4);
       u = _mm256_or_si256(u, high_bits_q5(qh));
     }
+    const __m256i ws = _mm256_sub_epi8(u, offset);
+    const __m256i wa = _mm256_sign_epi8(ws, ws);
     const float dw = half_at(w);
     for (int i = 0; i < MR; ++i) {
-      const __m256i p = dot_u8s8(u, load32(x.q[i] + 32 * b));
-      const float dd = dw * x.d[i][b];
-      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc[i]);
-      corr[i] += dd * kOffset * static_cast<float>(x.s[i][2 * b] + x.s[i][2 * b + 1]);
+      const __m256i p = dot_u8s8(wa, _mm256_sign_epi8(load32(x.q[i] + 32 * b), ws));
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * x.d[i][b]), acc[i]);
     }
   }
-  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]) - corr[i];
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]);
+}
+
+// K-quants: the activation scale is per super-block, so the sub-block scales
+// are applied in integers and the super-block meets float once per row.
+// u·x in pairs (int16), then pairs of pairs times per-lane int16 scales. (On the
+// VNNI path too: vpdpbusd followed by a vpmulld for the scales measured slower.)
+inline __m256i dot_scaled(__m256i u, __m256i x, __m256i scale16) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), scale16);
+}
+
+// The eight 6-bit scales and mins of a Q4_K super-block (12 bytes) as bytes
+// 0-7 (scales) and 8-15 (mins), with 32-bit word arithmetic instead of eight
+// scalar decodes (the layout is described at scale_min_k4 in tensor/ggml_quant.cpp).
+inline __m128i q4_k_scales_mins(const uint8_t* p) {
+  uint32_t u[4];
+  std::memcpy(u, p, 12);
+  const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
+  const uint32_t mins_hi = ((u[2] >> 4) & lo4) | (((u[1] >> 6) & lo2) << 4);
+  const uint32_t mins_lo = u[1] & lo6;
+  const uint32_t scales_hi = (u[2] & lo4) | (((u[0] >> 6) & lo2) << 4);
+  const uint32_t scales_lo = u[0] & lo6;
+  return _mm_setr_epi32(static_cast<int>(scales_lo), static_cast<int>(scales_hi), static_cast<int>(mins_lo),
+                        static_cast<int>(mins_hi));
+}
+
+// Broadcasts int16 lane j of v (both 128-bit halves hold the same 8 values).
+template <int J>
+inline __m256i broadcast16(__m256i v) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>((2 * J) | ((2 * J + 1) << 8))));
 }
 
 template <int MR>
 inline void tile_q4_k(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
-  __m256 acc[MR];
-  float corr[MR];
+  __m256 acc[MR], corr[MR];
   for (int i = 0; i < MR; ++i) {
     acc[i] = _mm256_setzero_ps();
-    corr[i] = 0.0f;
+    corr[i] = _mm256_setzero_ps();
   }
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (int64_t sb = 0; sb < k / 256; ++sb, w += 144) {
     const float d = half_at(w), dmin = half_at(w + 2);
-    const uint8_t* sc = w + 4;
-    float scale[8], min[8];
-    for (int j = 0; j < 4; ++j) {
-      scale[j] = d * static_cast<float>(sc[j] & 63);
-      min[j] = dmin * static_cast<float>(sc[j + 4] & 63);
-      scale[j + 4] = d * static_cast<float>((sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4));
-      min[j + 4] = dmin * static_cast<float>((sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4));
-    }
+    const __m128i sm = q4_k_scales_mins(w + 4);
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // 8 x int16, twice
+    __m256i sc16[8];
+    sc16[0] = broadcast16<0>(scales);
+    sc16[1] = broadcast16<1>(scales);
+    sc16[2] = broadcast16<2>(scales);
+    sc16[3] = broadcast16<3>(scales);
+    sc16[4] = broadcast16<4>(scales);
+    sc16[5] = broadcast16<5>(scales);
+    sc16[6] = broadcast16<6>(scales);
+    sc16[7] = broadcast16<7>(scales);
+    const __m128i mins8 = _mm_unpackhi_epi64(sm, sm);
+    const __m256i mv = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));  // each min twice
+    __m256i isum[MR];
+    for (int i = 0; i < MR; ++i) isum[i] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i raw = load32(w + 16 + 32 * c);
       const __m256i lo = _mm256_and_si256(raw, m4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-      const int64_t blk = sb * 8 + 2 * c;
       for (int i = 0; i < MR; ++i) {
-        const float d0 = x.d[i][blk], d1 = x.d[i][blk + 1];
-        const __m256i p0 = dot_u8s8(lo, load32(x.q[i] + 32 * blk));
-        const __m256i p1 = dot_u8s8(hi, load32(x.q[i] + 32 * blk + 32));
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(scale[2 * c] * d0), acc[i]);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[2 * c + 1] * d1), acc[i]);
-        corr[i] += min[2 * c] * d0 * static_cast<float>(x.s[i][2 * blk] + x.s[i][2 * blk + 1]) +
-                   min[2 * c + 1] * d1 * static_cast<float>(x.s[i][2 * blk + 2] + x.s[i][2 * blk + 3]);
+        const int8_t* xq = x.q[i] + 256 * sb + 64 * c;
+        isum[i] = _mm256_add_epi32(isum[i], dot_scaled(lo, load32(xq), sc16[2 * c]));
+        isum[i] = _mm256_add_epi32(isum[i], dot_scaled(hi, load32(xq + 32), sc16[2 * c + 1]));
       }
     }
+    for (int i = 0; i < MR; ++i) {
+      const float dx = x.d[i][sb];
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(d * dx), acc[i]);
+      const __m256i ms = _mm256_madd_epi16(load32(x.s[i] + 16 * sb), mv);
+      corr[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(dmin * dx), corr[i]);
+    }
   }
-  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]) - corr[i];
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(_mm256_sub_ps(acc[i], corr[i]));
 }
 
 template <int MR>
 inline void tile_q6_k(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
-  __m256 acc[MR];
-  float corr[MR];
+  __m256 acc[MR], corr[MR];
   for (int i = 0; i < MR; ++i) {
     acc[i] = _mm256_setzero_ps();
-    corr[i] = 0.0f;
+    corr[i] = _mm256_setzero_ps();
   }
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
   for (int64_t sb = 0; sb < k / 256; ++sb, w += 210) {
     const float d = half_at(w + 208);
     const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+    __m256i isum[MR];
+    for (int i = 0; i < MR; ++i) isum[i] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i a = load32(w + 64 * h), b = load32(w + 64 * h + 32), hb = load32(w + 128 + 32 * h);
       __m256i g[4];
@@ -182,19 +218,22 @@ inline void tile_q6_k(const uint8_t* w, int64_t k, const Rows<MR>& x, float* out
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
       for (int group = 0; group < 4; ++group) {
         const int gi = 4 * h + group;  // 32-value block within the super-block
-        const int s0 = sc[2 * gi], s1 = sc[2 * gi + 1];
-        const __m256i scv = _mm256_set_m128i(_mm_set1_epi32(s1), _mm_set1_epi32(s0));
-        const int64_t blk = sb * 8 + gi;
+        const __m256i sc16 = _mm256_set_m128i(_mm_set1_epi16(sc[2 * gi + 1]), _mm_set1_epi16(sc[2 * gi]));
         for (int i = 0; i < MR; ++i) {
-          const __m256i p = _mm256_mullo_epi32(dot_u8s8(g[group], load32(x.q[i] + 32 * blk)), scv);
-          const float dd = d * x.d[i][blk];
-          acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc[i]);
-          corr[i] += dd * 32.0f * static_cast<float>(s0 * x.s[i][2 * blk] + s1 * x.s[i][2 * blk + 1]);
+          isum[i] = _mm256_add_epi32(isum[i], dot_scaled(g[group], load32(x.q[i] + 256 * sb + 32 * gi), sc16));
         }
       }
     }
+    // The levels are stored +32: subtract 32 * sum over 16-value groups of scale * sum(x).
+    const __m256i scv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    for (int i = 0; i < MR; ++i) {
+      const float dd = d * x.d[i][sb];
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(dd), acc[i]);
+      const __m256i cs = _mm256_madd_epi16(load32(x.s[i] + 16 * sb), scv);
+      corr[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(cs), _mm256_set1_ps(32.0f * dd), corr[i]);
+    }
   }
-  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(acc[i]) - corr[i];
+  for (int i = 0; i < MR; ++i) out[i * ldy] = hsum(_mm256_sub_ps(acc[i], corr[i]));
 }
 
 template <int MR>
@@ -234,35 +273,34 @@ inline void qmatmul_rows_x86(const QuantizedActs& xa, const void* w, DType wtype
 }
 
 inline void quantize_acts_x86(const float* x, int64_t i0, int64_t i1, QuantizedActs& xa) {
-  const int64_t k = xa.k;
+  const int64_t k = xa.k, bs = xa.block;
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t i = i0; i < i1; ++i) {
     const float* xr = x + i * k;
     int8_t* q = xa.q.data() + i * k;
-    for (int64_t b = 0; b < k / 32; ++b) {
-      __m256 v[4];
+    for (int64_t b = 0; b < k / bs; ++b) {
+      const float* xb = xr + bs * b;
       __m256 mx = _mm256_setzero_ps();
-      for (int j = 0; j < 4; ++j) {
-        v[j] = _mm256_loadu_ps(xr + 32 * b + 8 * j);
-        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[j]));
-      }
+      for (int64_t j = 0; j < bs; j += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)));
       __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
       m = _mm_max_ps(m, _mm_movehl_ps(m, m));
       m = _mm_max_ss(m, _mm_movehdup_ps(m));
       const float amax = _mm_cvtss_f32(m);
       const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-      xa.d[static_cast<size_t>(i * (k / 32) + b)] = amax / 127.0f;
+      xa.d[static_cast<size_t>(i * (k / bs) + b)] = amax / 127.0f;
       const __m256 idv = _mm256_set1_ps(id);
-      __m256i qi[4];
-      for (int j = 0; j < 4; ++j) qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], idv));
-      xa.s[static_cast<size_t>(i * (k / 16) + 2 * b)] =
-          static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(qi[0], qi[1])));
-      xa.s[static_cast<size_t>(i * (k / 16) + 2 * b + 1)] =
-          static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(qi[2], qi[3])));
-      const __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]);
-      const __m256i p23 = _mm256_packs_epi32(qi[2], qi[3]);
-      const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * b), p);
+      for (int64_t c = 0; c < bs; c += 32) {
+        __m256i qi[4];
+        for (int j = 0; j < 4; ++j) qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + c + 8 * j), idv));
+        const size_t g = static_cast<size_t>(i * (k / 16) + (bs * b + c) / 16);
+        xa.s[g] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(qi[0], qi[1])));
+        xa.s[g + 1] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(qi[2], qi[3])));
+        const __m256i p01 = _mm256_packs_epi32(qi[0], qi[1]);
+        const __m256i p23 = _mm256_packs_epi32(qi[2], qi[3]);
+        const __m256i p =
+            _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + bs * b + c), p);
+      }
     }
   }
 }
