@@ -8,31 +8,21 @@
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "engine/model_tokenizer.h"
 #include "tokenizer/chat_template.h"
 
 namespace tandem::cli {
 
-tokenizer::ChatTemplate load_chat_template(const std::string& model_dir, std::string* bos_token,
+tokenizer::ChatTemplate load_chat_template(const std::string& model, std::string* bos_token,
                                            std::string* eos_token) {
   // Checked here so a model without a template gets a plain answer, not a parser's complaint.
-  const std::filesystem::path dir(model_dir);
-  bool has_template = std::filesystem::exists(dir / "chat_template.jinja");
-  if (!has_template) {
-    std::ifstream in(dir / "tokenizer_config.json", std::ios::binary);
-    if (in) {
-      std::ostringstream s;
-      s << in.rdbuf();
-      const auto config = nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
-      has_template = config.is_object() && config.contains("chat_template") &&
-                     !config["chat_template"].is_null();
-    }
+  auto tpl = engine::load_model_chat_template(model, bos_token, eos_token);
+  if (!tpl) {
+    throw Error(model +
+                ": the model has no chat template (no \"chat_template\" in tokenizer_config.json, no "
+                "chat_template.jinja, no tokenizer.chat_template in a GGUF file)");
   }
-  if (!has_template) {
-    throw Error(model_dir +
-                ": the model has no chat template (no \"chat_template\" in tokenizer_config.json "
-                "and no chat_template.jinja)");
-  }
-  return tokenizer::ChatTemplate::from_model_dir(dir, "default", bos_token, eos_token);
+  return std::move(*tpl);
 }
 
 namespace {

@@ -1,6 +1,8 @@
 #include "engine/model_tokenizer.h"
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -27,12 +29,105 @@ ordered_json split_then_bytes(const char* regex) {
                                 {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}})}};
 }
 
+// Protocol-buffer wire format, just enough to write a SentencePiece ModelProto.
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void put_tag(std::string& out, int field, int wire) { put_varint(out, static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire)); }
+void put_int(std::string& out, int field, int64_t v) {
+  put_tag(out, field, 0);
+  put_varint(out, static_cast<uint64_t>(v));  // negative ints: ten-byte two's complement, as protobuf
+}
+void put_bytes(std::string& out, int field, std::string_view b) {
+  put_tag(out, field, 2);
+  put_varint(out, b.size());
+  out.append(b);
+}
+void put_float(std::string& out, int field, float f) {
+  put_tag(out, field, 5);
+  char b[4];
+  std::memcpy(b, &f, 4);
+  out.append(b, 4);
+}
+
+std::vector<int32_t> i32_array(const formats::Gguf& g, const std::string& key, size_t n, int32_t def) {
+  std::vector<int32_t> v(n, def);
+  if (const formats::GgufValue* a = g.find(key); a != nullptr) {
+    if (a->type != formats::GgufValueType::kArray || a->count != n || a->raw.size() != n * 4) {
+      throw Error(g.source + ": " + key + " must be a 32-bit array with one entry per token");
+    }
+    std::memcpy(v.data(), a->raw.data(), n * 4);
+  }
+  return v;
+}
+
+// llama.cpp's "llama" vocabulary is a SentencePiece BPE model (Llama 1/2,
+// Mistral, Gemma, Phi-3) flattened into metadata: pieces, scores and types (its
+// token types use SentencePiece's numbering). Rebuild the ModelProto and let the
+// sentencepiece library run it, as for a tokenizer.model file. Field numbers are
+// those of sentencepiece_model.proto (ModelProto: pieces 1, trainer_spec 2,
+// normalizer_spec 3; piece: piece 1, score 2, type 3; TrainerSpec: model_type 3,
+// vocab_size 4, byte_fallback 35, unk/bos/eos/pad ids 40-43; NormalizerSpec:
+// name 1, add_dummy_prefix 3, remove_extra_whitespaces 4, escape_whitespaces 5).
+std::unique_ptr<tokenizer::Tokenizer> sentencepiece_from_gguf(const formats::Gguf& g) {
+  const std::vector<std::string> tokens = g.get_string_array("tokenizer.ggml.tokens");
+  const size_t n = tokens.size();
+  std::vector<float> scores(n, 0.0f);
+  if (const formats::GgufValue* a = g.find("tokenizer.ggml.scores"); a != nullptr) {
+    if (a->type != formats::GgufValueType::kArray || a->count != n || a->raw.size() != n * 4) {
+      throw Error(g.source + ": tokenizer.ggml.scores must be an f32 array with one entry per token");
+    }
+    std::memcpy(scores.data(), a->raw.data(), n * 4);
+  }
+  const std::vector<int32_t> types = i32_array(g, "tokenizer.ggml.token_type", n, 1);
+  std::string proto;
+  bool byte_fallback = false;
+  for (size_t i = 0; i < n; ++i) {
+    if (types[i] < 1 || types[i] > 6) {
+      throw Error(g.source + ": tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(types[i]) +
+                  " is not a SentencePiece piece type (1-6)");
+    }
+    byte_fallback |= types[i] == 6;
+    std::string piece;
+    put_bytes(piece, 1, tokens[i]);
+    put_float(piece, 2, scores[i]);
+    put_int(piece, 3, types[i]);
+    put_bytes(proto, 1, piece);
+  }
+  auto id_or = [&](const char* key, int64_t def) {
+    const int64_t id = g.get_int_or(key, def);
+    if (id >= static_cast<int64_t>(n)) throw Error(g.source + ": " + key + " is outside the vocabulary");
+    return id;
+  };
+  std::string trainer;
+  put_int(trainer, 3, 2);  // BPE
+  put_int(trainer, 4, static_cast<int64_t>(n));
+  put_int(trainer, 35, byte_fallback ? 1 : 0);
+  put_int(trainer, 40, id_or("tokenizer.ggml.unknown_token_id", 0));
+  put_int(trainer, 41, id_or("tokenizer.ggml.bos_token_id", -1));
+  put_int(trainer, 42, id_or("tokenizer.ggml.eos_token_id", -1));
+  put_int(trainer, 43, id_or("tokenizer.ggml.padding_token_id", -1));
+  put_bytes(proto, 2, trainer);
+  std::string normalizer;
+  put_bytes(normalizer, 1, "identity");
+  put_int(normalizer, 3, g.get_bool_or("tokenizer.ggml.add_space_prefix", true) ? 1 : 0);
+  put_int(normalizer, 4, g.get_bool_or("tokenizer.ggml.remove_extra_whitespaces", false) ? 1 : 0);
+  put_int(normalizer, 5, 1);
+  put_bytes(proto, 3, normalizer);
+  return tokenizer::Tokenizer::from_sentencepiece(proto, g.source + " (tokenizer.ggml.*)");
+}
+
 }  // namespace
 
 std::unique_ptr<tokenizer::Tokenizer> tokenizer_from_gguf(const formats::Gguf& g) {
   const std::string model = g.get_string("tokenizer.ggml.model");
+  if (model == "llama") return sentencepiece_from_gguf(g);
   if (model != "gpt2") {
-    throw Error(g.source + ": tokenizer.ggml.model '" + model + "' is not supported yet (supported: gpt2)");
+    throw Error(g.source + ": tokenizer.ggml.model '" + model + "' is not supported yet (supported: gpt2, llama)");
   }
   const std::string pre = g.get_string_opt("tokenizer.ggml.pre").value_or("default");
   ordered_json pre_tokenizer;
@@ -105,6 +200,35 @@ std::unique_ptr<tokenizer::Tokenizer> load_model_tokenizer(const std::filesystem
     return tokenizer_from_gguf(file->gguf());
   }
   return tokenizer::Tokenizer::load(model);
+}
+
+std::optional<tokenizer::ChatTemplate> load_model_chat_template(const std::filesystem::path& model,
+                                                                std::string* bos_token, std::string* eos_token) {
+  if (model.extension() == ".gguf" && !std::filesystem::is_directory(model)) {
+    auto file = formats::GgufFile::open(model);
+    const formats::Gguf& g = file->gguf();
+    const std::optional<std::string> text = g.get_string_opt("tokenizer.chat_template");
+    if (!text) return std::nullopt;
+    const std::vector<std::string> tokens =
+        g.find("tokenizer.ggml.tokens") ? g.get_string_array("tokenizer.ggml.tokens") : std::vector<std::string>{};
+    auto token = [&](const char* key) -> std::string {
+      const int64_t id = g.get_int_or(key, -1);
+      return id >= 0 && static_cast<size_t>(id) < tokens.size() ? tokens[static_cast<size_t>(id)] : std::string();
+    };
+    if (bos_token) *bos_token = token("tokenizer.ggml.bos_token_id");
+    if (eos_token) *eos_token = token("tokenizer.ggml.eos_token_id");
+    return tokenizer::ChatTemplate::parse(*text);
+  }
+  const bool has = std::filesystem::exists(model / "chat_template.jinja") || [&] {
+    std::ifstream in(model / "tokenizer_config.json", std::ios::binary);
+    if (!in) return false;
+    std::ostringstream s;
+    s << in.rdbuf();
+    const auto config = nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
+    return config.is_object() && config.contains("chat_template") && !config["chat_template"].is_null();
+  }();
+  if (!has) return std::nullopt;
+  return tokenizer::ChatTemplate::from_model_dir(model, "default", bos_token, eos_token);
 }
 
 }  // namespace tandem::engine

@@ -111,14 +111,16 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error(file.string() + ": read failed");
-  if (file.extension() == ".model") {
-    auto impl = std::make_unique<Impl>();
-    impl->source = file.string();
-    impl->sentencepiece = std::make_unique<SentencePieceModel>(text.str(), impl->source);
-    impl->vocab_size = impl->sentencepiece->vocab_size();
-    return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
-  }
+  if (file.extension() == ".model") return from_sentencepiece(text.str(), file.string());
   return from_json(text.str(), file.string());
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_sentencepiece(std::string_view serialized, const std::string& source_name) {
+  auto impl = std::make_unique<Impl>();
+  impl->source = source_name;
+  impl->sentencepiece = std::make_unique<SentencePieceModel>(serialized, impl->source);
+  impl->vocab_size = impl->sentencepiece->vocab_size();
+  return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_json(std::string_view json_text,

@@ -24,6 +24,9 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& path);
   // `source_name` is what error messages call the text (usually its file name). Only
   // tandem::Error ever escapes, whatever the bytes.
+  // A SentencePiece model from the bytes of a serialized ModelProto (what a
+  // tokenizer.model file holds).
+  static std::unique_ptr<Tokenizer> from_sentencepiece(std::string_view serialized, const std::string& source_name);
   static std::unique_ptr<Tokenizer> from_json(std::string_view json_text,
                                               const std::string& source_name);
 

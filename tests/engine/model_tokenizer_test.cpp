@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tandem {
 namespace {
@@ -33,14 +34,23 @@ TEST(GgufTokenizer, Gpt2VocabMatchesLlamaCppIds) {
   EXPECT_EQ(compared, texts.size() - 1);
 }
 
-TEST(GgufTokenizer, UnsupportedVocabularyTypeIsNamed) {
-  // llama2.gguf holds a SentencePiece ("llama") vocabulary: not converted yet.
-  const auto path = testing::shared_dir() / "fixtures" / "gguf" / "vocab" / "llama2.gguf";
-  try {
-    engine::load_model_tokenizer(path);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.model 'llama'"), std::string::npos) << e.what();
+TEST(GgufTokenizer, SentencePieceVocabMatchesLlamaCppIds) {
+  // llama2.gguf holds a SentencePiece ("llama") vocabulary: pieces, scores, types.
+  const auto dir = testing::shared_dir() / "fixtures" / "gguf" / "vocab";
+  auto tok = engine::load_model_tokenizer(dir / "llama2.gguf");
+  auto ref = testing::read_json(dir / "llama2.llama_cpp_ids.json");
+  const auto& texts = ref["texts"];
+  const auto& ids = ref["ids"];
+  ASSERT_GT(texts.size(), 20u);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::string text = texts[i].get<std::string>();
+    EXPECT_EQ(tok->encode(text, false), ids[i].get<std::vector<int32_t>>()) << i << ": " << text;
+  }
+  // The same text through the real tokenizer.model gives the same ids.
+  auto spm = tokenizer::Tokenizer::load(testing::shared_dir() / "fixtures" / "tokenizers" / "llama2" / "tokenizer.model");
+  for (const char* t : {"Hello world", "  leading spaces and ünïcödé 😀", "<s> not special </s>", "x = f(3.14)\n"}) {
+    EXPECT_EQ(tok->encode(t, true), spm->encode(t, true)) << t;
+    EXPECT_EQ(tok->decode(tok->encode(t, false)), spm->decode(spm->encode(t, false))) << t;
   }
 }
 
