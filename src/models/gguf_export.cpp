@@ -344,6 +344,23 @@ ExportReport export_gguf(const std::filesystem::path& dir, const std::filesystem
       report.params += n;
     }
   }
+  // Fail before writing anything when a chosen type has no quantizer in this build.
+  for (const auto& [name, n] : report.type_counts) {
+    (void)n;
+    for (const auto& t : plan) {
+      const GgmlTypeInfo* info = ggml_type_info(static_cast<uint32_t>(t.type));
+      if (info->name != name) continue;
+      std::vector<float> zeros(static_cast<size_t>(info->block_size), 0.0f);
+      std::vector<uint8_t> block(info->type_size);
+      try {
+        quantize_row(t.type, zeros.data(), block.data(), info->block_size);
+      } catch (const Error& e) {
+        throw Error("--type " + export_type_name(opts.type) + " needs " + name + " (for '" + t.gguf_name +
+                    "' and others), which this build cannot write: " + e.what());
+      }
+      break;
+    }
+  }
   ThreadPool pool(opts.threads);
   w.begin(out);
   for (const auto& t : plan) {
