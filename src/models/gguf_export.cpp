@@ -248,8 +248,9 @@ ExportReport export_gguf(const std::filesystem::path& dir, const std::filesystem
   formats::GgufWriter w;
   const std::string p = arch + ".";
   w.add_string("general.architecture", arch);
-  w.add_string("general.name", opts.name.empty() ? std::filesystem::absolute(dir).lexically_normal().filename().string()
-                                                 : opts.name);
+  std::filesystem::path norm = std::filesystem::absolute(dir).lexically_normal();
+  if (norm.filename().empty()) norm = norm.parent_path();  // "models/demo/"
+  w.add_string("general.name", opts.name.empty() ? norm.filename().string() : opts.name);
   w.add_u32("general.file_type", export_file_type(opts.type));
   w.add_u32("general.quantization_version", 2);  // ggml's QK format revision (GGML_QNT_VERSION)
   w.add_u32(p + "vocab_size", static_cast<uint32_t>(V));
