@@ -20,6 +20,8 @@ Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_render_chat(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_quantize(CLI::App& app);
+Runner add_synth(CLI::App& app);
 
 // Sets lo.quantize from a --quantize value (empty: none); throws tandem::Error naming
 // the accepted values otherwise.

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add(tandem::cli::add_detokenize);
   add(tandem::cli::add_render_chat);
   add(tandem::cli::add_bench);
+  add(tandem::cli::add_quantize);
+  add(tandem::cli::add_synth);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -22,6 +22,9 @@ constexpr const char* kQwen2Split =
 // llama.cpp token types (llama_token_type): 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
 constexpr int64_t kControl = 3, kUserDefined = 4;
 
+// Stands in for the vocabulary object in the document until it is spliced in as text.
+constexpr const char* kVocabPlaceholder = "\x01tandem-vocab\x01";
+
 ordered_json split_then_bytes(const char* regex) {
   return {{"type", "Sequence"},
           {"pretokenizers",
@@ -158,7 +161,9 @@ std::unique_ptr<tokenizer::Tokenizer> tokenizer_from_gguf(const formats::Gguf& g
     }
   }
 
-  ordered_json vocab = ordered_json::object();
+  // A std::map-backed object: ordered_json's insertion searches its keys linearly, which is
+  // quadratic over a 150k-token vocabulary (20 s); the vocab's key order does not matter.
+  nlohmann::json vocab = nlohmann::json::object();
   ordered_json added = ordered_json::array();
   for (size_t i = 0; i < tokens.size(); ++i) {
     vocab[tokens[i]] = i;
@@ -190,8 +195,12 @@ std::unique_ptr<tokenizer::Tokenizer> tokenizer_from_gguf(const formats::Gguf& g
       {"model",
        {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
         {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false},
-        {"ignore_merges", ignore_merges}, {"vocab", vocab}, {"merges", merges}}}};
-  return tokenizer::Tokenizer::from_json(doc.dump(), g.source + " (tokenizer.ggml.*)");
+        {"ignore_merges", ignore_merges}, {"vocab", kVocabPlaceholder}, {"merges", merges}}}};
+  // Splice the vocabulary in as text (converting it to ordered_json would be quadratic again).
+  std::string text = doc.dump();
+  const std::string placeholder = ordered_json(kVocabPlaceholder).dump();
+  text.replace(text.find(placeholder), placeholder.size(), vocab.dump());
+  return tokenizer::Tokenizer::from_json(text, g.source + " (tokenizer.ggml.*)");
 }
 
 std::unique_ptr<tokenizer::Tokenizer> load_model_tokenizer(const std::filesystem::path& model) {

@@ -15,7 +15,7 @@ namespace {
 
 // GGUF architectures whose tensors and hyperparameters map 1:1 onto a family
 // of the shared decoder.
-bool supported_arch(const std::string& arch) { return arch == "llama" || arch == "qwen2"; }
+bool supported_arch(const std::string& arch) { return arch == "llama" || arch == "qwen2" || arch == "qwen3"; }
 
 // Dequantizes one tensor to float32 rows [numel / ne0, ne0].
 HostBuffer dequantize(const formats::GgufFile& f, const formats::GgufTensorInfo& ti) {
@@ -131,7 +131,7 @@ class Loader {
 formats::ModelConfig gguf_model_config(const formats::Gguf& g) {
   const std::string arch = g.get_string("general.architecture");
   if (!supported_arch(arch)) {
-    throw Error(g.source + ": unsupported architecture '" + arch + "' (supported: llama, qwen2)");
+    throw Error(g.source + ": unsupported architecture '" + arch + "' (supported: llama, qwen2, qwen3)");
   }
   const std::string p = arch + ".";
   // Build the config.json llama.cpp's converter read, so the same parser
@@ -185,10 +185,36 @@ formats::ModelConfig gguf_model_config(const formats::Gguf& g) {
   return cfg;
 }
 
+// llama.cpp stores Llama 3 RoPE scaling as the tensor rope_freqs.weight: per frequency a
+// divisor of the base frequency. That is exactly longrope's per-frequency factor with an
+// attention scaling of 1, so it becomes one (same short and long factors).
+static void apply_rope_freqs(const formats::GgufFile& f, formats::ModelConfig& cfg) {
+  const formats::GgufTensorInfo* ti = f.gguf().find_tensor("rope_freqs.weight");
+  if (ti == nullptr) return;
+  auto& r = cfg.rope.at(formats::LayerType::kFull);
+  int64_t rot = static_cast<int64_t>(static_cast<double>(cfg.head_dim) * r.partial_rotary_factor);
+  rot -= rot % 2;
+  if (ti->ne.size() != 1 || ti->ne[0] != rot / 2) {
+    throw Error(f.path().string() + ": tensor 'rope_freqs.weight' has dims " + shape_of(ti->ne) + ", expected [" +
+                std::to_string(rot / 2) + "]");
+  }
+  if (r.type != "default") {
+    throw Error(f.path().string() + ": rope_freqs.weight together with RoPE scaling '" + r.type + "' is not supported");
+  }
+  HostBuffer buf = dequantize(f, *ti);
+  const float* v = reinterpret_cast<const float*>(buf.data());
+  r.type = "longrope";
+  r.short_factor.assign(v, v + rot / 2);
+  r.long_factor = r.short_factor;
+  r.attention_factor = 1.0;
+  for (auto& [t, other] : cfg.rope) other = r;
+}
+
 GgufModelWeights load_gguf_weights(const std::filesystem::path& path, bool dequantize_all) {
   auto file = formats::GgufFile::open(path);
   GgufModelWeights out;
   out.config = gguf_model_config(file->gguf());
+  apply_rope_freqs(*file, out.config);
   const formats::ModelConfig& c = out.config;
   const int64_t H = c.hidden_size, D = c.head_dim, Nq = c.num_attention_heads, Nkv = c.num_key_value_heads,
                 F = c.intermediate_size, V = c.vocab_size;
@@ -212,6 +238,10 @@ GgufModelWeights load_gguf_weights(const std::filesystem::path& path, bool dequa
       L.add(g + "attn_q.bias", h + "self_attn.q_proj.bias", {Nq * D});
       L.add(g + "attn_k.bias", h + "self_attn.k_proj.bias", {Nkv * D});
       L.add(g + "attn_v.bias", h + "self_attn.v_proj.bias", {Nkv * D});
+    }
+    if (c.model_type == "qwen3") {
+      L.add(g + "attn_q_norm.weight", h + "self_attn.q_norm.weight", {D});
+      L.add(g + "attn_k_norm.weight", h + "self_attn.k_norm.weight", {D});
     }
     L.add(g + "attn_output.weight", h + "self_attn.o_proj.weight", {H, Nq * D});
     L.add(g + "ffn_norm.weight", h + "post_attention_layernorm.weight", {H});
