@@ -110,7 +110,7 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
   if (opts.convert_to_f32) {
     want = DType::kF32;
   } else if (opts.quantize) {
-    want = recipe_type(*opts.quantize, role, k, t.dtype);
+    want = recipe_type(*opts.quantize, name, role, rows, k, cfg_.num_hidden_layers, t.dtype);
   }
   if (want != t.dtype) {
     // Row by row: decode to float32, encode as `want` (parallel: K-quant

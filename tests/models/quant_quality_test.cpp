@@ -71,7 +71,7 @@ TEST(QuantQuality, DemoModelHeldOutText) {
     double min_agreement;
   };
   // Floors a little under what was measured (2026-11-26: Q8_0 96.95%, Q6_K 92.97%,
-  // Q5_0 82.23%, Q4_K mix 77.59%, Q4_0 66.45%), so a regression shows. (Q6_K lost
+  // Q5_0 82.23%, Q4_K mix 80.50%, Q4_0 66.45%), so a regression shows. (Q6_K lost
   // 1.5 points when K-quant activations moved to one scale per 256 values, as
   // llama.cpp's Q8_K: the price of summing a super-block in integers.) They are
   // below the bars (Q8_0 99%, Q4_K 90%) because this 9M-parameter model
@@ -81,7 +81,7 @@ TEST(QuantQuality, DemoModelHeldOutText) {
   // rounding of the linear layers, not our kernels (docs/architecture.md).
   // Its hidden size 288 is not a multiple of 256, so the "Q4_K" mix is mostly
   // Q5_0 here (as llama.cpp's fallback would make it).
-  const Want wants[] = {{DType::kQ8_0, 0.96}, {DType::kQ6_K, 0.91}, {DType::kQ5_0, 0.79}, {DType::kQ4_K, 0.74},
+  const Want wants[] = {{DType::kQ8_0, 0.96}, {DType::kQ6_K, 0.91}, {DType::kQ5_0, 0.79}, {DType::kQ4_K, 0.77},
                         {DType::kQ4_0, 0.62}};
   std::printf("[ quality  ] demo model, %zu held-out positions\n", P);
   std::printf("[ quality  ] | --quantize | matrices | size | top-1 agreement | mean KL |\n");
