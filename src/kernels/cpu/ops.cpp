@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/vec.h"
+
 namespace tandem::kernels {
 
 void rmsnorm(const float* x, const float* w, float offset, int64_t rows, int64_t n, float eps, float* y) {
@@ -29,12 +31,7 @@ void scale_inplace(float* x, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
-}
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) { vec::silu_mul(gate, up, n, out); }
 
 void gelu_tanh_mul(const float* gate, const float* up, int64_t n, float* out) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
