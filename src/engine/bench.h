@@ -13,7 +13,7 @@
 namespace tandem::engine {
 
 // Bytes per second of a parallel summing read of `bytes` of memory (best of `reps`).
-double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 3);
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 5);
 
 struct BenchOptions {
   int64_t prompt_len = 512;

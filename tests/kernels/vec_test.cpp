@@ -31,6 +31,9 @@ TEST(Vec, Avx2EqualsScalar) {
     kernels::vec::silu_mul_avx2(a.data(), b.data(), n, y2.data());
     for (size_t i = 0; i < size_t(n); ++i) EXPECT_NEAR(y1[i], y2[i], 2e-6f * (1 + std::abs(y1[i]))) << a[i];
   }
+  std::vector<uint64_t> words(1024);
+  for (size_t i = 0; i < words.size(); ++i) words[i] = i * 2654435761u;
+  EXPECT_EQ(kernels::vec::sum_bytes_avx2(words.data(), 8192), kernels::vec::sum_bytes_scalar(words.data(), 8192));
   // The tails of silu: large negative gates give 0 (not NaN), large positive the gate.
   const float g[8] = {-1000, -100, -88, -20, 20, 88, 100, 1000}, u[8] = {1, 1, 1, 1, 1, 1, 1, 1};
   float out[8];

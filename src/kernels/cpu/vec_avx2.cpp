@@ -71,4 +71,19 @@ void silu_mul_avx2(const float* gate, const float* up, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+uint64_t sum_bytes_avx2(const void* p, size_t n) {
+  const auto* v = static_cast<const __m256i*>(p);
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i + 4 <= n / 32; i += 4) {
+    s0 = _mm256_add_epi64(s0, _mm256_loadu_si256(v + i));
+    s1 = _mm256_add_epi64(s1, _mm256_loadu_si256(v + i + 1));
+    s2 = _mm256_add_epi64(s2, _mm256_loadu_si256(v + i + 2));
+    s3 = _mm256_add_epi64(s3, _mm256_loadu_si256(v + i + 3));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
 }  // namespace tandem::kernels::vec
