@@ -73,10 +73,14 @@ const std::vector<std::vector<int32_t>> kDemoPrompts = {
     {1104, 269}, {5, 17, 300, 4000, 8191, 0, 42, 42, 42, 7, 1, 2, 3, 900, 901, 902, 77, 1000, 2000, 3000}};
 
 TEST(GgufExport, DemoModelF32AndF16MatchTheFolder) {
-  EXPECT_LT(export_distance(demo_dir(), ExportType::kF32, kDemoPrompts), 1e-5);
+  const double f32 = export_distance(demo_dir(), ExportType::kF32, kDemoPrompts);
   // bf16 -> f16 is exact for every value in f16's normal range; only tiny weights round.
-  EXPECT_LT(export_distance(demo_dir(), ExportType::kF16, kDemoPrompts), 1e-4);
-  EXPECT_LT(export_distance(demo_dir(), ExportType::kBF16, kDemoPrompts), 1e-5);
+  const double f16 = export_distance(demo_dir(), ExportType::kF16, kDemoPrompts);
+  const double bf16 = export_distance(demo_dir(), ExportType::kBF16, kDemoPrompts);
+  EXPECT_LT(f32, 1e-5);
+  EXPECT_LT(f16, 1e-5);
+  EXPECT_LT(bf16, 1e-5);
+  std::printf("demo export rel L2: f32 %.2e f16 %.2e bf16 %.2e\n", f32, f16, bf16);
 }
 
 TEST(GgufExport, DemoModelQuantizedWithinTheirError) {
@@ -104,9 +108,11 @@ TEST(GgufExport, KQuantsWhenAvailable) {
   } catch (const Error&) {
     GTEST_SKIP() << "K-quant quantizers not implemented in this build";
   }
-  // The demo's hidden 288 is not a multiple of 256, so many rows fall back (q5_0, q8_0).
-  EXPECT_LT(export_distance(demo_dir(), ExportType::kQ4_K, kDemoPrompts), 0.2);
-  EXPECT_LT(export_distance(demo_dir(), ExportType::kQ6_K, kDemoPrompts), 0.03);
+  // The demo's hidden 288 is not a multiple of 256, so most rows fall back (q4_K -> q5_0,
+  // q6_K -> q8_0); only ffn_down (768 wide) keeps K-quants. llama.cpp's own fixture files:
+  // Q4_K_M 0.15-0.24, Q6_K 0.04-0.08 (summary.json).
+  EXPECT_LT(export_distance(demo_dir(), ExportType::kQ4_K, kDemoPrompts), 0.3);
+  EXPECT_LT(export_distance(demo_dir(), ExportType::kQ6_K, kDemoPrompts), 0.08);
 }
 
 // Every family the loader reads, with the fixture prompts (1, 9 and 70 tokens).
@@ -117,9 +123,12 @@ TEST(GgufExport, HfFixturesF32MatchTheFolder) {
   for (const C& c : std::vector<C>{{"llama", "llama"}, {"llama_tied", "llama"}, {"qwen2", "qwen2"}, {"qwen3", "qwen3"}}) {
     SCOPED_TRACE(c.name);
     std::string arch;
-    EXPECT_LT(export_distance(hf_fixture(c.name), ExportType::kF32, fixture_prompts(c.name), &arch), 1e-5);
+    const double f32 = export_distance(hf_fixture(c.name), ExportType::kF32, fixture_prompts(c.name), &arch);
+    const double f16 = export_distance(hf_fixture(c.name), ExportType::kF16, fixture_prompts(c.name));
+    EXPECT_LT(f32, 1e-5);
     EXPECT_EQ(arch, c.arch);
-    EXPECT_LT(export_distance(hf_fixture(c.name), ExportType::kF16, fixture_prompts(c.name)), 1e-3);
+    EXPECT_LT(f16, 1e-5);  // the fixtures' bf16 weights are all exact in f16
+    std::printf("%s export rel L2: f32 %.2e f16 %.2e\n", c.name.c_str(), f32, f16);
   }
   // Mistral becomes arch llama, which has no sliding window: equal within the window (16).
   EXPECT_LT(export_distance(hf_fixture("mistral"), ExportType::kF32, fixture_prompts("mistral", 16)), 1e-5);
