@@ -34,6 +34,9 @@ ordered_json split_then_bytes(const char* regex) {
 
 std::unique_ptr<tokenizer::Tokenizer> tokenizer_from_gguf(const formats::Gguf& g) {
   const std::string model = g.get_string("tokenizer.ggml.model");
+  if (model == "none" || model == "no_vocab") {
+    throw Error(g.source + ": the file has no vocabulary (tokenizer.ggml.model '" + model + "'); give token ids instead");
+  }
   if (model != "gpt2") {
     throw Error(g.source + ": tokenizer.ggml.model '" + model + "' is not supported yet (supported: gpt2)");
   }
