@@ -127,10 +127,9 @@ void stream_tensor(const Planned& t, const formats::Checkpoint& ckpt, int64_t he
   }
   const size_t src_row_bytes = static_cast<size_t>(cols) * dtype_size(src.dtype);
   const auto* src_bytes = static_cast<const uint8_t*>(src.data);
-  // About 8 MiB of float32 per chunk, whole heads when permuting.
-  const int64_t unit = t.permute_heads > 0 ? head_dim : 1;
-  int64_t chunk = std::max<int64_t>(1, (int64_t{2} << 20) / std::max<int64_t>(cols, 1));
-  chunk = std::max(unit, chunk / unit * unit);
+  // About 8 MiB of float32 per chunk; each output row picks its source row, so the
+  // permutation needs no chunk alignment.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{2} << 20) / std::max<int64_t>(cols, 1));
   std::vector<float> f32(static_cast<size_t>(std::min(chunk, rows) * cols));
   std::vector<uint8_t> q(static_cast<size_t>(std::min(chunk, rows)) * row_bytes);
   const int64_t half = head_dim / 2;
