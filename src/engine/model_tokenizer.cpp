@@ -128,6 +128,9 @@ std::unique_ptr<tokenizer::Tokenizer> sentencepiece_from_gguf(const formats::Ggu
 
 std::unique_ptr<tokenizer::Tokenizer> tokenizer_from_gguf(const formats::Gguf& g) {
   const std::string model = g.get_string("tokenizer.ggml.model");
+  if (model == "none" || model == "no_vocab") {
+    throw Error(g.source + ": the file has no vocabulary (tokenizer.ggml.model '" + model + "'); give token ids instead");
+  }
   if (model == "llama") return sentencepiece_from_gguf(g);
   if (model != "gpt2") {
     throw Error(g.source + ": tokenizer.ggml.model '" + model + "' is not supported yet (supported: gpt2, llama)");

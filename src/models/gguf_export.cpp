@@ -37,8 +37,7 @@ constexpr TypeName kTypeNames[] = {
 //              output head too): errors there reach every logit directly, so it gets more bits
 //   more_bits  attn_v and ffn_down in the layers use_more_bits() picks: llama.cpp's Q4_K_M
 //              measured these as the most sensitive matrices
-// llama.cpp puts the head of q4_0/q5_0 files in q6_K; we use q8_0 (as precise, a little
-// larger) so these types need no K-quant. 1-D tensors (norms, biases, rope factors) are
+// The head of q4_0/q5_0 files is q6_K, as llama.cpp makes it. 1-D tensors (norms, biases, rope factors) are
 // always f32. A row length the chosen block does not divide falls back (see fallback()).
 struct Recipe {
   ExportType type;
@@ -49,8 +48,8 @@ constexpr Recipe kRecipes[] = {
     {ExportType::kF16, GgmlType::kF16, GgmlType::kF16, GgmlType::kF16},
     {ExportType::kBF16, GgmlType::kBF16, GgmlType::kBF16, GgmlType::kBF16},
     {ExportType::kQ8_0, GgmlType::kQ8_0, GgmlType::kQ8_0, GgmlType::kQ8_0},
-    {ExportType::kQ4_0, GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kQ4_0},
-    {ExportType::kQ5_0, GgmlType::kQ5_0, GgmlType::kQ8_0, GgmlType::kQ5_0},
+    {ExportType::kQ4_0, GgmlType::kQ4_0, GgmlType::kQ6_K, GgmlType::kQ4_0},
+    {ExportType::kQ5_0, GgmlType::kQ5_0, GgmlType::kQ6_K, GgmlType::kQ5_0},
     {ExportType::kQ4_K, GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ6_K},
     {ExportType::kQ6_K, GgmlType::kQ6_K, GgmlType::kQ6_K, GgmlType::kQ6_K},
 };
@@ -127,10 +126,9 @@ void stream_tensor(const Planned& t, const formats::Checkpoint& ckpt, int64_t he
   }
   const size_t src_row_bytes = static_cast<size_t>(cols) * dtype_size(src.dtype);
   const auto* src_bytes = static_cast<const uint8_t*>(src.data);
-  // About 8 MiB of float32 per chunk, whole heads when permuting.
-  const int64_t unit = t.permute_heads > 0 ? head_dim : 1;
-  int64_t chunk = std::max<int64_t>(1, (int64_t{2} << 20) / std::max<int64_t>(cols, 1));
-  chunk = std::max(unit, chunk / unit * unit);
+  // About 8 MiB of float32 per chunk; each output row picks its source row, so the
+  // permutation needs no chunk alignment.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{2} << 20) / std::max<int64_t>(cols, 1));
   std::vector<float> f32(static_cast<size_t>(std::min(chunk, rows) * cols));
   std::vector<uint8_t> q(static_cast<size_t>(std::min(chunk, rows)) * row_bytes);
   const int64_t half = head_dim / 2;

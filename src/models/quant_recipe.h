@@ -1,7 +1,7 @@
 // Which weight format each matrix gets when a model is quantized at load
 // (`--quantize T`): the same table `tandem quantize` writes GGUF files with
 // (models/gguf_export.h, recipe_tensor_type, described in docs/architecture.md):
-// the output head gets more bits (q6_K for q4_k, q8_0 for q4_0/q5_0), q4_k gives
+// the output head gets more bits (q6_K for q4_k, q4_0 and q5_0), q4_k gives
 // llama.cpp's Q4_K_M choice of q6_K to some layers' attn_v/ffn_down, rows a
 // K-quant super-block does not divide fall back (q4_K -> q5_0, q6_K -> q8_0), and
 // norms and biases are never quantized (they are float32 vectors in the model).

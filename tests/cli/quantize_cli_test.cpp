@@ -58,5 +58,21 @@ TEST(CliQuantize, BadInputIsOneLineAndExit1) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
+TEST(CliQuantize, FolderWithoutTokenizerGivesAFileWithoutVocabulary) {
+  testing::TempDir tmp;
+  const auto out = (tmp / "q.gguf").string();
+  const auto qwen2 = (testing::shared_dir() / "fixtures/hf/qwen2").string();
+  auto r = run_command(tandem() + " quantize --model " + qwen2 + " --type f16 --out " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("vocabulary:   none (no tokenizer.json)"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("no tokenizer.json"), std::string::npos) << r.err;
+  auto ids = run_command(tandem() + " run --model " + out + " --prompt-ids 5,6,7 -n 3 --print-ids --ignore-eos");
+  ASSERT_EQ(ids.status, 0) << ids.err;
+  auto text = run_command(tandem() + " run --model " + out + " --prompt hello -n 3");
+  EXPECT_EQ(text.status, 1);
+  EXPECT_NE(text.err.find("has no vocabulary"), std::string::npos) << text.err;
+  EXPECT_EQ(count_lines(text.err), 1) << text.err;
+}
+
 }  // namespace
 }  // namespace tandem
