@@ -347,11 +347,22 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     for (const auto& s : batch) {
       const int64_t n = static_cast<int64_t>(s.tokens.size());
       const int64_t pos0 = s.cache->length();
-      float* kc = s.cache->keys(static_cast<int64_t>(l));
-      float* vc = s.cache->values(static_cast<int64_t>(l));
-      std::memcpy(kc + pos0 * KD, k + t0 * KD, static_cast<size_t>(n * KD) * sizeof(float));
-      std::memcpy(vc + pos0 * KD, v + t0 * KD, static_cast<size_t>(n * KD) * sizeof(float));
-      kernels::attention(q + t0 * QD, n, pos0, kc, vc, KD, ap, ws.att.data() + t0 * QD, pool);
+      const auto li = static_cast<int64_t>(l);
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(s.cache->key_row(li, pos0 + i), k + (t0 + i) * KD, static_cast<size_t>(KD) * sizeof(float));
+        std::memcpy(s.cache->value_row(li, pos0 + i), v + (t0 + i) * KD, static_cast<size_t>(KD) * sizeof(float));
+      }
+      // The sequence's block table as row pointers of this layer.
+      const auto& table = s.cache->block_table();
+      const int64_t used_blocks = (pos0 + n + s.cache->block_size() - 1) / s.cache->block_size();
+      ws.k_blocks.resize(static_cast<size_t>(used_blocks));
+      ws.v_blocks.resize(static_cast<size_t>(used_blocks));
+      for (int64_t b = 0; b < used_blocks; ++b) {
+        ws.k_blocks[static_cast<size_t>(b)] = s.cache->pool().keys(table[static_cast<size_t>(b)], li);
+        ws.v_blocks[static_cast<size_t>(b)] = s.cache->pool().values(table[static_cast<size_t>(b)], li);
+      }
+      kernels::attention_paged(q + t0 * QD, n, pos0, ws.k_blocks, ws.v_blocks, s.cache->block_size(), KD, ap,
+                               ws.att.data() + t0 * QD, pool);
       t0 += n;
     }
 
@@ -386,6 +397,16 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     if (!L.b_down.empty()) kernels::add_bias(xb2, L.b_down.data(), T, H);
     if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_ffn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
     kernels::add_inplace(x, xb2, T * H);
+  }
+
+  // Final-normed hidden states of every token, for the sequences that ask (embeddings).
+  {
+    int64_t t = 0;
+    for (const auto& s : batch) {
+      const int64_t n = static_cast<int64_t>(s.tokens.size());
+      if (s.hidden != nullptr) kernels::rmsnorm(x + t * H, final_norm_.data(), arch_.norm_offset, n, H, eps, s.hidden);
+      t += n;
+    }
   }
 
   // Logits only for the rows asked for.

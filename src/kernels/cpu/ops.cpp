@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "base/error.h"
+
 namespace tandem::kernels {
 
 void rmsnorm(const float* x, const float* w, float offset, int64_t rows, int64_t n, float eps, float* y) {
@@ -62,8 +64,14 @@ void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, co
   }
 }
 
-void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const float* v, int64_t kv_stride,
-               const AttentionParams& p, float* out, ThreadPool& pool) {
+namespace {
+
+// One implementation for contiguous and paged keys/values: krow(j) and vrow(j)
+// give the row of position j, so both layouts do the same arithmetic in the
+// same order (a batched, paged forward equals the one-sequence one bit for bit).
+template <typename KRow, typename VRow>
+void attention_impl(const float* q, int64_t n_q, int64_t pos0, const KRow& krow, const VRow& vrow,
+                    const AttentionParams& p, float* out, ThreadPool& pool) {
   const int64_t group = p.n_heads / p.n_kv_heads;
   const int64_t hd = p.head_dim;
   const int64_t q_stride = p.n_heads * hd;
@@ -79,7 +87,7 @@ void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const 
       const float* qh = q + qi * q_stride + h * hd;
       float max_s = -INFINITY;
       for (int64_t j = first; j <= pos; ++j) {
-        const float* kj = k + j * kv_stride + kvh * hd;
+        const float* kj = krow(j) + kvh * hd;
         float s = 0.0f;
         for (int64_t d = 0; d < hd; ++d) s += qh[d] * kj[d];
         s *= p.scale;
@@ -97,12 +105,34 @@ void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const 
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t j = first; j <= pos; ++j) {
         const float wgt = scores[static_cast<size_t>(j)] * inv;
-        const float* vj = v + j * kv_stride + kvh * hd;
+        const float* vj = vrow(j) + kvh * hd;
         for (int64_t d = 0; d < hd; ++d) acc[static_cast<size_t>(d)] += wgt * vj[d];
       }
       std::copy(acc.begin(), acc.end(), out + qi * q_stride + h * hd);
     }
   });
+}
+
+}  // namespace
+
+void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const float* v, int64_t kv_stride,
+               const AttentionParams& p, float* out, ThreadPool& pool) {
+  attention_impl(
+      q, n_q, pos0, [&](int64_t j) { return k + j * kv_stride; }, [&](int64_t j) { return v + j * kv_stride; }, p,
+      out, pool);
+}
+
+void attention_paged(const float* q, int64_t n_q, int64_t pos0, std::span<const float* const> k_blocks,
+                     std::span<const float* const> v_blocks, int64_t block_size, int64_t kv_stride,
+                     const AttentionParams& p, float* out, ThreadPool& pool) {
+  TANDEM_CHECK(static_cast<int64_t>(k_blocks.size()) * block_size >= pos0 + n_q &&
+                   k_blocks.size() == v_blocks.size(),
+               "attention_paged: block table shorter than the context");
+  attention_impl(
+      q, n_q, pos0,
+      [&](int64_t j) { return k_blocks[static_cast<size_t>(j / block_size)] + (j % block_size) * kv_stride; },
+      [&](int64_t j) { return v_blocks[static_cast<size_t>(j / block_size)] + (j % block_size) * kv_stride; }, p,
+      out, pool);
 }
 
 }  // namespace tandem::kernels
