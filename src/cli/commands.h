@@ -18,6 +18,7 @@ Runner add_info(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_render_chat(CLI::App& app);
+Runner add_serve(CLI::App& app);
 
 // The chat template of a model folder; throws tandem::Error saying so when it has none.
 tokenizer::ChatTemplate load_chat_template(const std::string& model_dir, std::string* bos_token,

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(tandem::cli::add_tokenize);
   add(tandem::cli::add_detokenize);
   add(tandem::cli::add_render_chat);
+  add(tandem::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
