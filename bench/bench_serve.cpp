@@ -56,6 +56,7 @@ double pct(std::vector<double> v, double p) {
 Sample one_request(const Args& a, int i) {
   httplib::Client cli(a.host, a.port);
   cli.set_read_timeout(600, 0);
+  cli.set_tcp_nodelay(true);
   const std::string prompt = "Return the " + std::to_string(i) + " values of";
   nlohmann::json body = {{"model", a.model_name},
                          {"prompt", prompt},

@@ -161,6 +161,8 @@ void Server::routes() {
   h.set_read_timeout(opts_.read_timeout_s, 0);
   h.set_write_timeout(opts_.write_timeout_s, 0);
   h.set_keep_alive_timeout(5);
+  // Stream chunks are small and latency-bound: no Nagle delay behind the client's delayed ACK.
+  h.set_tcp_nodelay(true);
   h.set_payload_max_length(opts_.max_body_bytes);
 
   // Before the body is read: size, authentication, draining.

@@ -71,3 +71,23 @@ test('SIGTERM drains: in-flight work finishes, new work gets 503, exit 0', async
   const { code } = await srv.exited;
   assert.equal(code, 0, srv.log());
 });
+
+test('several models are served side by side, each with its own engine', async () => {
+  const { MODEL } = await import('./server.mjs');
+  const srv = await startServer(['--model', `second=${MODEL}`]);
+  try {
+    const c = new OpenAI({ baseURL: srv.baseURL, apiKey: 'x', maxRetries: 0, timeout: T });
+    const ids = (await c.models.list()).data.map((m) => m.id).sort();
+    assert.deepEqual(ids, ['demo', 'second']);
+    const ask = (model) => c.completions.create({ model, prompt: [1104, 269], max_tokens: 12, temperature: 0 });
+    const [a, b] = await Promise.all([ask('demo'), ask('second')]);
+    assert.equal(a.choices[0].text, b.choices[0].text);
+    assert.equal(a.model, 'demo');
+    assert.equal(b.model, 'second');
+    const m = await (await fetch(`${srv.url}/metrics`)).text();
+    assert.match(m, /tandem_kv_blocks_total\{model="second"\} \d+/);
+  } finally {
+    const { code } = await srv.stop();
+    assert.equal(code, 0, srv.log());
+  }
+});
