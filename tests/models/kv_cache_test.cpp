@@ -168,5 +168,59 @@ TEST(PagedAttention, EqualsContiguousAttentionBitForBit) {
   }
 }
 
+TEST(PagedAttention, BatchOfSequencesEqualsEachAlone) {
+  ThreadPool tp(2);
+  kernels::AttentionParams p;
+  p.n_heads = 6;
+  p.n_kv_heads = 2;
+  p.head_dim = 4;
+  p.scale = 0.5f;
+  const int64_t kvs = p.n_kv_heads * p.head_dim, qs = p.n_heads * p.head_dim, bs = 4;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  struct Seq {
+    int64_t pos0, n_q;
+    std::vector<float> q, k, v;
+    std::vector<const float*> kp, vp;
+  };
+  std::vector<Seq> seqs = {{0, 5, {}, {}, {}, {}, {}},
+                           {9, 1, {}, {}, {}, {}, {}},
+                           {3, 4, {}, {}, {}, {}, {}},
+                           {17, 1, {}, {}, {}, {}, {}}};
+  for (auto& s : seqs) {
+    const int64_t T = s.pos0 + s.n_q, nb = (T + bs - 1) / bs;
+    s.q.resize(static_cast<size_t>(s.n_q * qs));
+    s.k.resize(static_cast<size_t>(nb * bs * kvs));
+    s.v.resize(s.k.size());
+    for (auto* vec : {&s.q, &s.k, &s.v}) {
+      for (auto& x : *vec) x = nd(rng);
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      s.kp.push_back(s.k.data() + b * bs * kvs);
+      s.vp.push_back(s.v.data() + b * bs * kvs);
+    }
+  }
+  std::vector<std::vector<float>> want(seqs.size()), got(seqs.size());
+  std::vector<kernels::PagedAttentionJob> jobs;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    auto& s = seqs[i];
+    want[i].resize(s.q.size());
+    got[i].resize(s.q.size());
+    kernels::attention_paged(s.q.data(), s.n_q, s.pos0, s.kp, s.vp, bs, kvs, p, want[i].data(), tp);
+    kernels::PagedAttentionJob j;
+    j.q = s.q.data();
+    j.n_q = s.n_q;
+    j.pos0 = s.pos0;
+    j.k_blocks = s.kp;
+    j.v_blocks = s.vp;
+    j.block_size = bs;
+    j.kv_stride = kvs;
+    j.out = got[i].data();
+    jobs.push_back(j);
+  }
+  kernels::attention_paged_batch(jobs, p, tp);
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(got[i], want[i]) << "sequence " << i;
+}
+
 }  // namespace
 }  // namespace tandem
