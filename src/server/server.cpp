@@ -476,7 +476,11 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   };
 
   if (!r.stream) {
-    ++active_;
+    struct Active {  // counted while waiting, for the drain
+      std::atomic<int64_t>& n;
+      explicit Active(std::atomic<int64_t>& a) : n(a) { ++n; }
+      ~Active() { --n; }
+    } active(active_);
     engine::Request::Output out;
     for (auto& c : choices) {
       while (!c.finished) {
@@ -484,7 +488,6 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
         absorb(c, out, nullptr);
       }
     }
-    --active_;
     for (const auto& c : choices) {
       if (c.reason == engine::FinishReason::kError ||
           c.reason == engine::FinishReason::kCancelled) {
