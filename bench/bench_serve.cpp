@@ -106,7 +106,12 @@ Sample one_request(const Args& a, int i) {
     return true;
   };
   auto res = cli.send(req);
-  if (!res || res->status != 200) s.ok = false;
+  if (!res || res->status != 200) {
+    s.ok = false;
+    std::fprintf(stderr, "bench_serve: request %d failed: %s\n", i,
+                 res ? ("HTTP " + std::to_string(res->status)).c_str()
+                     : httplib::to_string(res.error()).c_str());
+  }
   return s;
 }
 

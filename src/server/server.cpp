@@ -1,11 +1,13 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -51,12 +53,14 @@ std::string random_id(const char* prefix) {
 
 // The float32 values as little-endian bytes in base64, as OpenAI's encoding_format "base64".
 std::string base64(const std::vector<float>& v) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string bytes(v.size() * sizeof(float), '\0');
   for (size_t i = 0; i < v.size(); ++i) {
     uint32_t u;
     std::memcpy(&u, &v[i], sizeof u);
-    for (int b = 0; b < 4; ++b) bytes[i * 4 + static_cast<size_t>(b)] = static_cast<char>((u >> (8 * b)) & 0xff);
+    for (int b = 0; b < 4; ++b)
+      bytes[i * 4 + static_cast<size_t>(b)] = static_cast<char>((u >> (8 * b)) & 0xff);
   }
   std::string out;
   for (size_t i = 0; i < bytes.size(); i += 3) {
@@ -68,6 +72,25 @@ std::string base64(const std::vector<float>& v) {
     for (size_t j = 0; j < 4; ++j) out += j <= n ? kAlphabet[(chunk >> (18 - 6 * j)) & 63] : '=';
   }
   return out;
+}
+
+// Debian's cpp-httplib is compiled with a listen backlog of 5, so a burst of
+// clients connecting at once overflows the accept queue and waits for SYN
+// retransmits (a second or more). Listening again on the bound socket with a
+// larger backlog is allowed and only changes the queue length.
+void widen_backlog(int port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int p = -1;
+    if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (p == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 ApiError api_error(int status, std::string message, std::string type, std::string param = {},
@@ -686,7 +709,8 @@ void Server::handle_embeddings(const httplib::Request& req, httplib::Response& r
     }
     norm = std::sqrt(norm);
     std::vector<float> unit(mean.size());
-    for (size_t d = 0; d < mean.size(); ++d) unit[d] = static_cast<float>(norm > 0 ? mean[d] / norm : 0.0);
+    for (size_t d = 0; d < mean.size(); ++d)
+      unit[d] = static_cast<float>(norm > 0 ? mean[d] / norm : 0.0);
     Json vec;
     if (r.encoding_format == "base64") {
       vec = base64(unit);
@@ -867,6 +891,7 @@ int Server::bind() {
                              : (http_->bind_to_port(opts_.host, opts_.port) ? opts_.port : -1);
   if (port < 0) throw Error("cannot listen on " + opts_.host + ":" + std::to_string(opts_.port));
   opts_.port = port;
+  widen_backlog(port);
   return port;
 }
 
