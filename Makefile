@@ -6,7 +6,7 @@ BUILD ?= build
 SHARED ?= $(abspath ../shared)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build test test-asan fuzz fuzz-smoke demo bench format clean
+.PHONY: all deps build test test-asan e2e-deps fuzz fuzz-smoke demo bench bench-serve format clean
 
 all: build
 
@@ -19,7 +19,14 @@ $(BUILD)/build.ninja: | deps
 build: deps $(BUILD)/build.ninja
 	@cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# The openai npm package for the end-to-end tests (tests/server/e2e), from package-lock.json.
+E2E := tests/server/e2e
+$(E2E)/node_modules/.package-lock.json: $(E2E)/package.json $(E2E)/package-lock.json | deps
+	@cd $(E2E) && npm ci --no-audit --no-fund --loglevel=error
+
+e2e-deps: $(E2E)/node_modules/.package-lock.json
+
+test: build e2e-deps
 	@cd $(BUILD) && TANDEM_SHARED=$(SHARED) ctest --output-on-failure -j $(JOBS)
 
 # Unit and parity tests under AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -27,7 +34,7 @@ build-asan/build.ninja: | deps
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON \
 	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >/dev/null
 
-test-asan: deps build-asan/build.ninja
+test-asan: deps build-asan/build.ninja e2e-deps
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && TANDEM_SHARED=$(SHARED) ASAN_OPTIONS=detect_leaks=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
@@ -60,6 +67,10 @@ demo: build
 
 bench: build
 	@$(BUILD)/bench/bench_forward
+
+# Load test of `tandem serve` with the demo model: output tok/s, TTFT and ITL at several concurrencies.
+bench-serve: build
+	@$(BUILD)/bench/bench_serve --spawn $(BUILD)/tandem --model models/demo
 
 format:
 	@clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h' 'bench/*.cpp' 'fuzz/*.cpp')

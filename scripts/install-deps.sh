@@ -12,6 +12,7 @@ PACKAGES=(
   libutf8proc-dev                                 # Unicode normalization (NFC) in tokenizers
   libsentencepiece-dev                            # SentencePiece tokenizer.model files
   libcli11-dev                                    # command-line parsing
+  libcpp-httplib-dev                              # HTTP server (tandem serve) and the load generator
 )
 
 missing=()
@@ -20,6 +21,11 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+# Node.js and npm run the end-to-end tests with the official openai client. A
+# node from elsewhere (e.g. one that bundles npm) counts: ask for the Debian
+# packages only when the commands are missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}" >&2

@@ -19,6 +19,7 @@ Runner add_info(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_detokenize(CLI::App& app);
 Runner add_render_chat(CLI::App& app);
+Runner add_serve(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_synth(CLI::App& app);

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(tandem::cli::add_bench);
   add(tandem::cli::add_quantize);
   add(tandem::cli::add_synth);
+  add(tandem::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

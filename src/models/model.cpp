@@ -379,17 +379,48 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     ap.scale = arch_.attn_scale;
     ap.softcap = arch_.attn_softcap;
     ap.window = L.type == LayerType::kSliding ? cfg_.sliding_window.value_or(0) : 0;
+    // New rows into each sequence's blocks, then every sequence's block table
+    // (as row pointers of this layer, concatenated) for one batched attention pass.
+    const auto li = static_cast<int64_t>(l);
+    ws.k_blocks.clear();
+    ws.v_blocks.clear();
+    std::vector<size_t> table_start;
+    table_start.reserve(batch.size() + 1);
     int64_t t0 = 0;
     for (const auto& s : batch) {
       const int64_t n = static_cast<int64_t>(s.tokens.size());
       const int64_t pos0 = s.cache->length();
-      float* kc = s.cache->keys(static_cast<int64_t>(l));
-      float* vc = s.cache->values(static_cast<int64_t>(l));
-      std::memcpy(kc + pos0 * KD, k + t0 * KD, static_cast<size_t>(n * KD) * sizeof(float));
-      std::memcpy(vc + pos0 * KD, v + t0 * KD, static_cast<size_t>(n * KD) * sizeof(float));
-      kernels::attention(q + t0 * QD, n, pos0, kc, vc, KD, ap, ws.att.data() + t0 * QD, pool);
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(s.cache->key_row(li, pos0 + i), k + (t0 + i) * KD, static_cast<size_t>(KD) * sizeof(float));
+        std::memcpy(s.cache->value_row(li, pos0 + i), v + (t0 + i) * KD, static_cast<size_t>(KD) * sizeof(float));
+      }
+      const auto& table = s.cache->block_table();
+      const int64_t used_blocks = (pos0 + n + s.cache->block_size() - 1) / s.cache->block_size();
+      table_start.push_back(ws.k_blocks.size());
+      for (int64_t b = 0; b < used_blocks; ++b) {
+        ws.k_blocks.push_back(s.cache->pool().keys(table[static_cast<size_t>(b)], li));
+        ws.v_blocks.push_back(s.cache->pool().values(table[static_cast<size_t>(b)], li));
+      }
       t0 += n;
     }
+    table_start.push_back(ws.k_blocks.size());
+    std::vector<kernels::PagedAttentionJob> jobs(batch.size());
+    t0 = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const auto& s = batch[i];
+      auto& j = jobs[i];
+      j.q = q + t0 * QD;
+      j.n_q = static_cast<int64_t>(s.tokens.size());
+      j.pos0 = s.cache->length();
+      const size_t nb = table_start[i + 1] - table_start[i];
+      j.k_blocks = std::span<const float* const>(ws.k_blocks.data() + table_start[i], nb);
+      j.v_blocks = std::span<const float* const>(ws.v_blocks.data() + table_start[i], nb);
+      j.block_size = s.cache->block_size();
+      j.kv_stride = KD;
+      j.out = ws.att.data() + t0 * QD;
+      t0 += j.n_q;
+    }
+    kernels::attention_paged_batch(jobs, ap, pool);
 
     kernels::matmul(ws.att.data(), T, QD, L.wo, xb2, H, pool);
     if (!L.bo.empty()) kernels::add_bias(xb2, L.bo.data(), T, H);
@@ -422,6 +453,16 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     if (!L.b_down.empty()) kernels::add_bias(xb2, L.b_down.data(), T, H);
     if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_ffn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
     kernels::add_inplace(x, xb2, T * H);
+  }
+
+  // Final-normed hidden states of every token, for the sequences that ask (embeddings).
+  {
+    int64_t t = 0;
+    for (const auto& s : batch) {
+      const int64_t n = static_cast<int64_t>(s.tokens.size());
+      if (s.hidden != nullptr) kernels::rmsnorm(x + t * H, final_norm_.data(), arch_.norm_offset, n, H, eps, s.hidden);
+      t += n;
+    }
   }
 
   // Logits only for the rows asked for.

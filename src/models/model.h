@@ -71,12 +71,14 @@ struct SeqInput {
   KvCache* cache = nullptr;
   bool all_logits = false;  // logits for every token, else only the last
   float* logits = nullptr;  // [all_logits ? tokens.size() : 1, vocab]; may be null
+  float* hidden = nullptr;  // [tokens.size(), hidden_size] final-normed hidden states; may be null
 };
 
 // Scratch memory for forward(); reused across calls, one per caller thread.
 struct Workspace {
   std::vector<float> x, xb, xb2, q, k, v, qkv, att, gate, up, hidden, logits;
   std::vector<float> rope_cos, rope_sin;  // [layer type][token][rot/2]
+  std::vector<const float*> k_blocks, v_blocks;  // one sequence's block table for one layer
 };
 
 struct ModelInfo {

@@ -67,10 +67,10 @@ TEST(Generate, BadPromptsAreErrors) {
 TEST(KvCache, GrowsKeepsContentsAndLimits) {
   models::KvCache c(2, 4, 100);
   c.reserve(3);
-  c.keys(1)[2 * 4 + 3] = 7.0f;
+  c.key_row(1, 2)[3] = 7.0f;
   c.set_length(3);
-  c.reserve(90);  // grows, copying the first rows
-  EXPECT_EQ(c.keys(1)[2 * 4 + 3], 7.0f);
+  c.reserve(90);  // grows by whole blocks; earlier rows stay where they are
+  EXPECT_EQ(c.key_row(1, 2)[3], 7.0f);
   EXPECT_EQ(c.length(), 3);
   EXPECT_THROW(c.reserve(101), Error);
   c.truncate(1);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "base/thread_pool.h"
 
@@ -43,5 +44,25 @@ struct AttentionParams {
 // k and v: [pos0+n_q, n_kv_heads*head_dim] with row stride kv_stride floats.
 void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const float* v, int64_t kv_stride,
                const AttentionParams& p, float* out, ThreadPool& pool);
+
+// The same over a paged cache: position j's key row is
+// k_blocks[j / block_size] + (j % block_size) * kv_stride (values likewise).
+// Results equal attention() on the same rows bit for bit.
+void attention_paged(const float* q, int64_t n_q, int64_t pos0, std::span<const float* const> k_blocks,
+                     std::span<const float* const> v_blocks, int64_t block_size, int64_t kv_stride,
+                     const AttentionParams& p, float* out, ThreadPool& pool);
+
+// Paged attention for a whole batch of sequences in one parallel pass; each job
+// gives the same result as attention_paged() on it alone, bit for bit.
+struct PagedAttentionJob {
+  const float* q = nullptr;  // [n_q, n_heads*head_dim]
+  int64_t n_q = 0;
+  int64_t pos0 = 0;
+  std::span<const float* const> k_blocks, v_blocks;
+  int64_t block_size = 0;
+  int64_t kv_stride = 0;
+  float* out = nullptr;  // [n_q, n_heads*head_dim]
+};
+void attention_paged_batch(std::span<const PagedAttentionJob> jobs, const AttentionParams& p, ThreadPool& pool);
 
 }  // namespace tandem::kernels

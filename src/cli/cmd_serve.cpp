@@ -1,0 +1,132 @@
+// tandem serve: OpenAI-compatible HTTP server over one or more models.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "base/thread_pool.h"
+#include "cli/commands.h"
+#include "engine/engine.h"
+#include "server/server.h"
+
+namespace tandem::cli {
+namespace {
+
+struct ServeArgs {
+  std::vector<std::string> models;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  int threads = 0;
+  int64_t max_batch_tokens = 256;
+  int64_t max_running = 64;
+  int64_t kv_blocks = 0;
+  int64_t max_queue = 256;
+  int64_t max_context = 0;
+  double drain_timeout = 20;
+  size_t max_body = 8u << 20;
+  int read_timeout = 10;
+  bool no_prefix_cache = false;
+};
+
+int serve(const ServeArgs& a) {
+  // SIGTERM/SIGINT go to one waiting thread only: block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // A client that closed its socket must be a failed write, not the end of the process.
+  signal(SIGPIPE, SIG_IGN);
+
+  ThreadPool pool(a.threads);
+  server::ServerOptions so;
+  so.host = a.host;
+  so.port = a.port;
+  so.api_key = a.api_key;
+  so.drain_timeout_s = a.drain_timeout;
+  so.max_body_bytes = a.max_body;
+  so.read_timeout_s = a.read_timeout;
+  server::Server srv(so, pool);
+  engine::EngineOptions eo;
+  eo.scheduler.max_batch_tokens = a.max_batch_tokens;
+  eo.scheduler.max_running = a.max_running;
+  eo.scheduler.kv_blocks = a.kv_blocks;
+  eo.scheduler.max_context = a.max_context;
+  eo.scheduler.prefix_caching = !a.no_prefix_cache;
+  eo.max_waiting = a.max_queue;
+  for (const auto& spec : a.models) {
+    server::ModelSpec ms;
+    const auto eq = spec.find('=');
+    if (eq != std::string::npos && eq > 0) {
+      ms.name = spec.substr(0, eq);
+      ms.path = spec.substr(eq + 1);
+    } else {
+      ms.path = spec;
+      ms.name = ms.path.filename().string();
+      if (ms.name.empty()) ms.name = ms.path.parent_path().filename().string();
+    }
+    srv.add_model(ms, eo);
+    log::info("serve: loaded model '" + ms.name + "' from " + ms.path.string());
+  }
+  const int port = srv.bind();
+  std::fprintf(stderr, "tandem serve: listening on http://%s:%d\n", a.host.c_str(), port);
+  std::fflush(stderr);
+
+  std::atomic<bool> signalled{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    signalled = true;
+    std::fprintf(stderr, "tandem serve: signal %d, draining\n", sig);
+    srv.shutdown();
+  });
+  srv.run();
+  // Normally run() returns because the waiter's shutdown() stopped it; if the
+  // listener failed on its own, wake the waiter so it can finish.
+  if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  std::fprintf(stderr, "tandem serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+Runner add_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* c = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
+  c->add_option("--model,-m", a->models,
+                "[NAME=]PATH of a model (repeatable); NAME defaults to the folder name")
+      ->required();
+  c->add_option("--host", a->host, "Address to listen on");
+  c->add_option("--port,-p", a->port, "Port (0: any free port, printed on stderr)");
+  c->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY'");
+  c->add_option("--threads,-t", a->threads, "Compute threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--max-batch-tokens", a->max_batch_tokens,
+                "Tokens per forward step (prefill chunk budget)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--max-running", a->max_running, "Sequences per batch")->check(CLI::PositiveNumber);
+  c->add_option("--kv-blocks", a->kv_blocks,
+                "KV cache blocks of 16 tokens per model (0: 8 full contexts)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--max-queue", a->max_queue, "Queued requests per model before 429")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--max-context", a->max_context, "Cap the context length (0: the model's)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--drain-timeout", a->drain_timeout,
+                "Seconds in-flight requests get after SIGTERM");
+  c->add_option("--max-body-bytes", a->max_body, "Largest request body");
+  c->add_option("--read-timeout", a->read_timeout, "Seconds a client may stall while sending");
+  c->add_flag("--no-prefix-cache", a->no_prefix_cache,
+              "Do not reuse KV blocks of shared prompt prefixes");
+  return [a] { return serve(*a); };
+}
+
+}  // namespace tandem::cli

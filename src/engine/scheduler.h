@@ -1,0 +1,94 @@
+// Continuous batching for one model. Every step() builds one forward batch
+// from the running sequences and newly admitted ones:
+//   1. sequences whose request was cancelled leave and free their blocks;
+//   2. running sequences that decode get one token each, oldest first, then
+//      those still prefilling get a chunk of their prompt, then waiting
+//      requests are admitted (FIFO) while the step's token budget
+//      (max_batch_tokens) and max_running allow: prefill is chunked, so a
+//      long prompt never stalls the decodes of others for more than a step;
+//   3. when the block pool runs dry, the newest running sequence is preempted:
+//      its blocks are freed and it goes back to the front of the queue, to be
+//      recomputed from its prompt and the tokens it already produced (its
+//      published blocks usually are still cached, so little is recomputed);
+//   4. after the forward pass every sequence that finished its pending tokens
+//      samples one, and stops on eos, a stop string, max_tokens or the context.
+// A new sequence first looks up the full blocks of its prompt in the pool's
+// prefix index and adopts every hit; full blocks are published as they fill.
+// Single-threaded: Engine (engine.h) runs it on its own thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "models/kv_cache.h"
+#include "models/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tandem::engine {
+
+struct SchedulerOptions {
+  int64_t max_batch_tokens = 256;  // tokens per forward step, prefill chunks included
+  int64_t max_running = 64;        // sequences in the running batch
+  int64_t kv_blocks = 0;           // pool size; 0: enough for 8 full contexts
+  int64_t block_size = models::KvBlockPool::kDefaultBlockSize;
+  int64_t max_context = 0;  // 0: the model's max_position_embeddings
+  bool prefix_caching = true;
+};
+
+class Scheduler {
+ public:
+  // `tok` may be null: then no text is produced (ids and logprobs only) and stop strings are not
+  // checked.
+  Scheduler(const models::Model& model, const tokenizer::Tokenizer* tok, SchedulerOptions opts,
+            ThreadPool& pool);
+  ~Scheduler();
+
+  // Throws tandem::Error when the request can never run (empty prompt, an id
+  // outside the vocabulary, a prompt that leaves no room in the context or the pool).
+  void validate(const RequestOptions& o) const;
+  void add(std::shared_ptr<Request> r);
+  // Marks every request cancelled; the next step() ends them.
+  void cancel_all();
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  // One batch step. Returns false when there was nothing to run.
+  bool step();
+
+  int64_t max_context() const { return max_context_; }
+  const models::KvBlockPool& pool() const { return *pool_; }
+  const EngineStats& stats() const { return stats_; }
+  const SchedulerOptions& options() const { return opts_; }
+  // Tokens of the last step's batch (for tests of the budget).
+  int64_t last_step_tokens() const { return last_step_tokens_; }
+
+ private:
+  struct Sequence;
+  void finish(Sequence& s, FinishReason r, std::string error = {});
+  void preempt(Sequence& s);
+  void match_prefix(Sequence& s);
+  void publish_full_blocks(Sequence& s);
+  void on_token(Sequence& s, const float* logits);
+  void refresh_stats();
+
+  const models::Model& model_;
+  const tokenizer::Tokenizer* tok_;
+  SchedulerOptions opts_;
+  ThreadPool& threads_;
+  int64_t max_context_ = 0;
+  std::vector<int32_t> eos_;
+  std::shared_ptr<models::KvBlockPool> pool_;
+  models::Workspace ws_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // arrival order
+  std::deque<std::unique_ptr<Sequence>> waiting_;   // preempted ones at the front
+  uint64_t next_arrival_ = 0;
+  std::vector<float> logits_;
+  EngineStats stats_;
+  int64_t last_step_tokens_ = 0;
+};
+
+}  // namespace tandem::engine
