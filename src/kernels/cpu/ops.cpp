@@ -78,10 +78,7 @@ void attend_one(const float* q, int64_t qi, int64_t h, int64_t pos0, const KRow&
   const float* qh = q + qi * q_stride + h * hd;
   float max_s = -INFINITY;
   for (int64_t j = first; j <= pos; ++j) {
-    const float* kj = krow(j) + kvh * hd;
-    float s = 0.0f;
-    for (int64_t d = 0; d < hd; ++d) s += qh[d] * kj[d];
-    s *= p.scale;
+    float s = vec::dot(qh, krow(j) + kvh * hd, hd) * p.scale;
     if (p.softcap > 0.0f) s = std::tanh(s / p.softcap) * p.softcap;
     scores[j] = s;
     max_s = std::max(max_s, s);
@@ -95,9 +92,7 @@ void attend_one(const float* q, int64_t qi, int64_t h, int64_t pos0, const KRow&
   const float inv = 1.0f / sum;
   std::fill(acc, acc + hd, 0.0f);
   for (int64_t j = first; j <= pos; ++j) {
-    const float wgt = scores[j] * inv;
-    const float* vj = vrow(j) + kvh * hd;
-    for (int64_t d = 0; d < hd; ++d) acc[d] += wgt * vj[d];
+    vec::axpy(scores[j] * inv, vrow(j) + kvh * hd, acc, hd);
   }
   std::copy(acc, acc + hd, out + qi * q_stride + h * hd);
 }
