@@ -12,6 +12,7 @@
 #include "formats/gguf.h"
 #include "models/model.h"
 #include "models/synth.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -20,15 +21,6 @@ namespace {
 
 using models::ExportType;
 using testing::TempDir;
-
-std::vector<float> logits_all(const models::Model& m, const std::vector<int32_t>& prompt, ThreadPool& pool) {
-  std::vector<float> out(prompt.size() * static_cast<size_t>(m.vocab_size()));
-  auto cache = m.new_cache(static_cast<int64_t>(prompt.size()));
-  models::Workspace ws;
-  models::SeqInput in{prompt, &cache, true, out.data()};
-  m.forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
-  return out;
-}
 
 std::filesystem::path demo_dir() { return testing::source_dir() / "models" / "demo"; }
 std::filesystem::path hf_fixture(const std::string& name) { return testing::shared_dir() / "fixtures" / "hf" / name; }
@@ -52,8 +44,8 @@ double export_distance(const std::filesystem::path& dir, ExportType type, const 
   ThreadPool pool(2);
   double worst = 0;
   for (const auto& p : prompts) {
-    const auto a = logits_all(*gg, p, pool);
-    const auto b = logits_all(*hf, p, pool);
+    const auto a = testing::logits_all(*gg, p, pool);
+    const auto b = testing::logits_all(*hf, p, pool);
     worst = std::max(worst, testing::rel_l2(a.data(), b.data(), a.size()));
   }
   return worst;

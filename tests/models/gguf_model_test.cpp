@@ -15,6 +15,7 @@
 #include "base/thread_pool.h"
 #include "engine/generate.h"
 #include "models/model.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 
 namespace tandem {
@@ -53,15 +54,6 @@ std::filesystem::path ref_base(const std::string& model, const std::string& type
   return gguf_dir() / model / (model + "-" + type);
 }
 
-std::vector<float> logits_all(const models::Model& m, const std::vector<int32_t>& prompt, ThreadPool& pool) {
-  std::vector<float> out(prompt.size() * static_cast<size_t>(m.vocab_size()));
-  auto cache = m.new_cache();
-  models::Workspace ws;
-  models::SeqInput in{prompt, &cache, true, out.data()};
-  m.forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
-  return out;
-}
-
 struct Case {
   std::string model, type;
 };
@@ -89,7 +81,7 @@ TEST_P(GgufParity, LogitsCloseToLlamaCppAtEveryPosition) {
   for (size_t i = 0; i < ref["prompts"].size(); ++i) {
     auto prompt = ref["prompts"][i].get<std::vector<int32_t>>();
     auto want = read_f32(ref_base(model_name, type).string() + ".reference.safetensors", "logits_" + std::to_string(i));
-    auto got = logits_all(*model, prompt, pool);
+    auto got = testing::logits_all(*model, prompt, pool);
     ASSERT_EQ(got.size(), want.data.size());
     for (size_t r = 0; r < prompt.size(); ++r) {
       const double e = rel_l2(got.data() + r * V, want.data.data() + r * V, V);
@@ -125,7 +117,7 @@ TEST_P(GgufParity, TeacherForcedArgmaxMatchesGreedyReference) {
   auto margins = ref["greedy_top2_margin"].get<std::vector<double>>();
   ids.insert(ids.end(), want.begin(), want.end() - 1);
   ThreadPool pool(2);
-  auto logits = logits_all(*model, ids, pool);
+  auto logits = testing::logits_all(*model, ids, pool);
   const size_t V = static_cast<size_t>(model->vocab_size());
   size_t checked = 0;
   for (size_t i = 0; i < want.size(); ++i) {

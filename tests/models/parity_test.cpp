@@ -8,6 +8,7 @@
 #include "base/thread_pool.h"
 #include "engine/generate.h"
 #include "models/model.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 
 namespace tandem {
@@ -30,15 +31,6 @@ std::filesystem::path fixture(const std::string& name) { return shared_dir() / "
 std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
 // Full-sequence logits of `prompt` in one forward call.
-std::vector<float> logits_all(const models::Model& m, const std::vector<int32_t>& prompt, ThreadPool& pool) {
-  std::vector<float> out(prompt.size() * static_cast<size_t>(m.vocab_size()));
-  auto cache = m.new_cache();
-  models::Workspace ws;
-  models::SeqInput in{prompt, &cache, true, out.data()};
-  m.forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
-  return out;
-}
-
 void expect_rows_close(const std::vector<float>& got, const testing::F32Tensor& ref, const std::string& what) {
   ASSERT_EQ(ref.shape.size(), 2u);
   const size_t rows = static_cast<size_t>(ref.shape[0]), vocab = static_cast<size_t>(ref.shape[1]);
@@ -68,7 +60,7 @@ TEST_P(HfParity, LogitsMatchReferenceAtEveryPosition) {
   for (size_t i = 0; i < ref["prompts"].size(); ++i) {
     auto prompt = ids_of(ref["prompts"][i]);
     auto want = read_f32(dir / "reference.safetensors", "logits_" + std::to_string(i));
-    expect_rows_close(logits_all(*model, prompt, pool), want, GetParam() + " prompt " + std::to_string(i));
+    expect_rows_close(testing::logits_all(*model, prompt, pool), want, GetParam() + " prompt " + std::to_string(i));
   }
 }
 
@@ -156,7 +148,7 @@ TEST_P(HfParity, F32WeightsGiveTheSameLogits) {
   ThreadPool pool(1);
   auto prompt = ids_of(ref["prompts"][1]);
   auto want = read_f32(dir / "reference.safetensors", "logits_1");
-  expect_rows_close(logits_all(*model, prompt, pool), want, GetParam() + " f32");
+  expect_rows_close(testing::logits_all(*model, prompt, pool), want, GetParam() + " f32");
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfParity, ::testing::ValuesIn(kFixtures),

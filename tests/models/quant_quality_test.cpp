@@ -12,6 +12,7 @@
 #include "base/thread_pool.h"
 #include "engine/model_tokenizer.h"
 #include "models/model.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,19 +30,6 @@ std::vector<int32_t> heldout_ids() {
 }
 
 // Logits at every position, fed in chunks of 256 through the KV cache.
-std::vector<float> all_logits(const models::Model& m, const std::vector<int32_t>& ids, ThreadPool& pool) {
-  const int64_t V = m.vocab_size();
-  std::vector<float> out(ids.size() * static_cast<size_t>(V));
-  auto cache = m.new_cache(static_cast<int64_t>(ids.size()));
-  models::Workspace ws;
-  for (size_t p = 0; p < ids.size(); p += 256) {
-    const size_t n = std::min<size_t>(256, ids.size() - p);
-    models::SeqInput in{std::span<const int32_t>(ids).subspan(p, n), &cache, true, out.data() + p * size_t(V)};
-    m.forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
-  }
-  return out;
-}
-
 void log_softmax(const float* x, int64_t n, std::vector<double>& out) {
   out.resize(static_cast<size_t>(n));
   double mx = x[0];
@@ -63,7 +51,7 @@ TEST(QuantQuality, DemoModelHeldOutText) {
   ASSERT_GT(ids.size(), 600u);
   auto ref_model = models::Model::load(demo());
   const int64_t V = ref_model->vocab_size();
-  const std::vector<float> ref = all_logits(*ref_model, ids, pool);
+  const std::vector<float> ref = testing::logits_all(*ref_model, ids, pool, 256);
   const size_t P = ids.size();
 
   struct Want {
@@ -93,7 +81,7 @@ TEST(QuantQuality, DemoModelHeldOutText) {
     models::LoadOptions lo;
     lo.quantize = w.type;
     auto qm = models::Model::load(demo(), lo);
-    const std::vector<float> got = all_logits(*qm, ids, pool);
+    const std::vector<float> got = testing::logits_all(*qm, ids, pool, 256);
     int64_t agree = 0;
     double kl = 0;
     for (size_t p = 0; p < P; ++p) {

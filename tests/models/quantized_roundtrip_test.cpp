@@ -9,19 +9,11 @@
 #include "base/thread_pool.h"
 #include "models/gguf_export.h"
 #include "models/model.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 
 namespace tandem {
 namespace {
-
-std::vector<float> logits_all(const models::Model& m, const std::vector<int32_t>& ids, ThreadPool& pool) {
-  std::vector<float> out(ids.size() * static_cast<size_t>(m.vocab_size()));
-  auto cache = m.new_cache(static_cast<int64_t>(ids.size()));
-  models::Workspace ws;
-  models::SeqInput in{ids, &cache, true, out.data()};
-  m.forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
-  return out;
-}
 
 TEST(QuantizedRoundTrip, LoadTimeQuantizationEqualsWrittenGguf) {
   ThreadPool pool(2);
@@ -53,8 +45,8 @@ TEST(QuantizedRoundTrip, LoadTimeQuantizationEqualsWrittenGguf) {
       auto mem = models::Model::load(c.dir, lo);
       auto file = models::Model::load(tmp / "m.gguf");
       EXPECT_EQ(mem->info().matrix_bytes, file->info().matrix_bytes);
-      const auto a = logits_all(*mem, c.ids, pool);
-      const auto b = logits_all(*file, c.ids, pool);
+      const auto a = testing::logits_all(*mem, c.ids, pool);
+      const auto b = testing::logits_all(*file, c.ids, pool);
       ASSERT_EQ(a.size(), b.size());
       EXPECT_LT(testing::rel_l2(a.data(), b.data(), a.size()), 1e-6);
     }
