@@ -167,6 +167,7 @@ void Server::count(const std::string& model, int status) {
   ++metrics_->requests[{model, status}];
 }
 
+
 namespace {
 
 void send_json(httplib::Response& res, int status, const std::string& body) {
@@ -175,6 +176,18 @@ void send_json(httplib::Response& res, int status, const std::string& body) {
 }
 
 }  // namespace
+
+Server::Served* Server::find_or_404(const std::string& name, httplib::Response& res) {
+  Served* m = find(name);
+  if (m == nullptr) {
+    send_json(res, 404,
+              api_error(404, "the model '" + name + "' does not exist", "invalid_request_error", "model",
+                        "model_not_found")
+                  .to_json());
+    count("", 404);
+  }
+  return m;
+}
 
 void Server::routes() {
   auto& h = *http_;
@@ -281,15 +294,8 @@ void Server::routes() {
   });
   h.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
-    Served* m = find(name);
-    if (m == nullptr) {
-      send_json(res, 404,
-                api_error(404, "the model '" + name + "' does not exist", "invalid_request_error",
-                          "model", "model_not_found")
-                    .to_json());
-      count("", 404);
-      return;
-    }
+    Served* m = find_or_404(name, res);
+    if (m == nullptr) return;
     send_json(res, 200,
               dump(Json{{"id", m->name},
                         {"object", "model"},
@@ -346,15 +352,8 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     return;
   }
   const CompletionRequest& r = std::get<CompletionRequest>(parsed);
-  Served* m = find(r.model);
-  if (m == nullptr) {
-    send_json(res, 404,
-              api_error(404, "the model '" + r.model + "' does not exist", "invalid_request_error",
-                        "model", "model_not_found")
-                  .to_json());
-    count("", 404);
-    return;
-  }
+  Served* m = find_or_404(r.model, res);
+  if (m == nullptr) return;
   auto reply_error = [&](const ApiError& e) {
     send_json(res, e.status, e.to_json());
     count(m->name, e.status);
@@ -651,15 +650,8 @@ void Server::handle_embeddings(const httplib::Request& req, httplib::Response& r
     return;
   }
   const EmbeddingRequest& r = std::get<EmbeddingRequest>(parsed);
-  Served* m = find(r.model);
-  if (m == nullptr) {
-    send_json(res, 404,
-              api_error(404, "the model '" + r.model + "' does not exist", "invalid_request_error",
-                        "model", "model_not_found")
-                  .to_json());
-    count("", 404);
-    return;
-  }
+  Served* m = find_or_404(r.model, res);
+  if (m == nullptr) return;
   std::vector<std::vector<int32_t>> inputs = r.id_lists;
   if (!r.as_ids) {
     for (const auto& t : r.texts) inputs.push_back(m->tok->encode(t, true));
@@ -737,15 +729,8 @@ void Server::handle_tokenize(const httplib::Request& req, httplib::Response& res
     return;
   }
   const TokenizeRequest& r = std::get<TokenizeRequest>(parsed);
-  Served* m = find(r.model);
-  if (m == nullptr) {
-    send_json(res, 404,
-              api_error(404, "the model '" + r.model + "' does not exist", "invalid_request_error",
-                        "model", "model_not_found")
-                  .to_json());
-    count("", 404);
-    return;
-  }
+  Served* m = find_or_404(r.model, res);
+  if (m == nullptr) return;
   std::vector<int32_t> ids;
   try {
     if (!r.messages.is_null()) {
@@ -778,15 +763,8 @@ void Server::handle_detokenize(const httplib::Request& req, httplib::Response& r
     return;
   }
   const DetokenizeRequest& r = std::get<DetokenizeRequest>(parsed);
-  Served* m = find(r.model);
-  if (m == nullptr) {
-    send_json(res, 404,
-              api_error(404, "the model '" + r.model + "' does not exist", "invalid_request_error",
-                        "model", "model_not_found")
-                  .to_json());
-    count("", 404);
-    return;
-  }
+  Served* m = find_or_404(r.model, res);
+  if (m == nullptr) return;
   for (int32_t id : r.tokens) {
     if (id >= m->tok->vocab_size()) {
       send_json(res, 400,

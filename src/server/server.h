@@ -64,6 +64,8 @@ class Server {
   struct Metrics;
   void routes();
   Served* find(const std::string& name);
+  // find(), or answer 404 in OpenAI's error shape (and count it) and return nullptr.
+  Served* find_or_404(const std::string& name, httplib::Response& res);
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
   void handle_embeddings(const httplib::Request& req, httplib::Response& res);
   void handle_tokenize(const httplib::Request& req, httplib::Response& res);
