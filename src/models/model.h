@@ -78,7 +78,7 @@ struct SeqInput {
 struct Workspace {
   std::vector<float> x, xb, xb2, q, k, v, qkv, att, gate, up, hidden, logits;
   std::vector<float> rope_cos, rope_sin;  // [layer type][token][rot/2]
-  std::vector<const float*> k_blocks, v_blocks;  // one sequence's block table for one layer
+  std::vector<const float*> k_blocks, v_blocks;  // every sequence's block table for one layer, back to back
 };
 
 struct ModelInfo {
