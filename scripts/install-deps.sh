@@ -13,6 +13,7 @@ PACKAGES=(
   libsentencepiece-dev                            # SentencePiece tokenizer.model files
   libcli11-dev                                    # command-line parsing
   libcpp-httplib-dev                              # HTTP server (tandem serve) and the load generator
+  libyaml-cpp-dev                                 # serving configuration (tandem serve --config)
 )
 
 missing=()

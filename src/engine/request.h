@@ -10,10 +10,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "engine/constraint.h"
 #include "engine/sampler.h"
 
 namespace tandem::engine {
@@ -25,6 +27,14 @@ struct RequestOptions {
   std::vector<std::string> stop;  // stop strings; not included in the output
   bool ignore_eos = false;
   int32_t top_logprobs = -1;  // < 0: no logprobs; else alternatives per token (0..20)
+  // Tokens allowed next (classify, extract); null: any. Sampling applies to what it allows.
+  std::shared_ptr<Constraint> constraint;
+  // >= 1: the log-probability of every prompt token from this index on is reported in
+  // Output::prompt_logprobs (scoring, e.g. label likelihood). max_tokens may then be 0: the
+  // request ends after its prompt is computed.
+  int64_t prompt_logprobs_from = -1;
+  // Who the request is for (a pipeline's tenant id from the resource manager); 0: the default.
+  int32_t tenant = 0;
 };
 
 struct TokenLogprob {
@@ -60,6 +70,9 @@ class Request {
     std::string error;
     int64_t prompt_tokens = 0;
     int64_t completion_tokens = 0;
+    // With prompt_logprobs_from = f: logprob of prompt[f + i] given what precedes it; filled
+    // when the prompt has been computed (complete once finished).
+    std::vector<float> prompt_logprobs;
   };
   // Waits until there are new events or the request finished (or the timeout
   // passes), then moves the new events out. Returns out.finished.
@@ -74,6 +87,7 @@ class Request {
     out.error = error_;
     out.prompt_tokens = static_cast<int64_t>(opts_.prompt.size());
     out.completion_tokens = completion_tokens_;
+    out.prompt_logprobs = prompt_logprobs_;
     return finished_;
   }
 
@@ -85,6 +99,10 @@ class Request {
       events_.push_back(std::move(e));
     }
     cv_.notify_all();
+  }
+  void set_prompt_logprobs(std::vector<float> lp) {
+    std::lock_guard lock(mu_);
+    prompt_logprobs_ = std::move(lp);
   }
   void finish(FinishReason r, std::string error = {}) {
     {
@@ -107,6 +125,7 @@ class Request {
   FinishReason reason_ = FinishReason::kNone;
   std::string error_;
   int64_t completion_tokens_ = 0;
+  std::vector<float> prompt_logprobs_;
 };
 
 // Cumulative histogram with fixed upper bounds (Prometheus style).
