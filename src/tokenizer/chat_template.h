@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tandem::tokenizer {
 
@@ -36,6 +37,15 @@ class ChatTemplate {
   // Renders. raise_exception(msg) in the template and runtime errors throw tandem::Error with the message.
   // Thread-safe: the parsed tree is immutable.
   std::string render(const ChatRenderInput& in) const;
+  // The variables the template reads without setting them itself (as jinja2's
+  // meta.find_undeclared_variables), sorted by name; `printed` when some {{ name }} outputs one
+  // as is. Lets a caller check its inputs before rendering, since an undefined variable
+  // renders as ''.
+  struct Variable {
+    std::string name;
+    bool printed = false;
+  };
+  std::vector<Variable> free_variables() const;
   // From a model folder: tokenizer_config.json's "chat_template" (a string, or a list of
   // {"name","template"}: pick `name`, default "default"), or a chat_template.jinja file beside it.
   // Also fills bos/eos from tokenizer_config.json (string or {"content": ...}) when out-params given.
