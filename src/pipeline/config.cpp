@@ -25,7 +25,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   for (size_t i = 1; i <= a.size(); ++i) {
     cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      cur[j] =
+          std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
     }
     std::swap(prev, cur);
   }
@@ -36,7 +37,8 @@ class Reader {
  public:
   explicit Reader(std::string file) : file_(std::move(file)) {}
 
-  [[noreturn]] void fail(const YAML::Node& at, const std::string& path, const std::string& msg) const {
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& path,
+                         const std::string& msg) const {
     fail_line(at.IsDefined() ? at.Mark().line + 1 : 0, path, msg);
   }
   [[noreturn]] void fail_line(int line, const std::string& path, const std::string& msg) const {
@@ -46,7 +48,8 @@ class Reader {
   }
 
   // A map whose keys are all in `known` (each at most once).
-  void expect_map(const YAML::Node& n, const std::string& path, const std::vector<std::string>& known) const {
+  void expect_map(const YAML::Node& n, const std::string& path,
+                  const std::vector<std::string>& known) const {
     if (!n.IsMap()) fail(n, path, "expected a map of settings");
     std::set<std::string> seen;
     for (auto it = n.begin(); it != n.end(); ++it) {
@@ -61,7 +64,8 @@ class Reader {
           const size_t d = edit_distance(key, k);
           if (d < best_d) best_d = d, best = k;
         }
-        fail(it->first, kpath, "unknown key '" + key + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)"));
+        fail(it->first, kpath,
+             "unknown key '" + key + "'" + (best.empty() ? "" : " (did you mean '" + best + "'?)"));
       }
     }
   }
@@ -94,7 +98,8 @@ class Reader {
       fail(n, path, "expected true or false (got '" + n.Scalar() + "')");
     }
   }
-  std::string one_of(const YAML::Node& n, const std::string& path, const std::vector<std::string>& choices) const {
+  std::string one_of(const YAML::Node& n, const std::string& path,
+                     const std::vector<std::string>& choices) const {
     const std::string s = str(n, path);
     if (std::find(choices.begin(), choices.end(), s) != choices.end()) return s;
     std::string all;
@@ -103,7 +108,8 @@ class Reader {
   }
   // Range checks that quote the value, as in "must be > 0 (got -2)".
   template <typename T>
-  void check(bool ok, const YAML::Node& n, const std::string& path, const std::string& rule, T got) const {
+  void check(bool ok, const YAML::Node& n, const std::string& path, const std::string& rule,
+             T got) const {
     if (ok) return;
     std::ostringstream os;
     os << got;
@@ -116,8 +122,12 @@ class Reader {
   std::string file_;
 };
 
-std::string key_path(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
-std::string index_path(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+std::string key_path(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+std::string index_path(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
 
 // YAML -> JSON for schemas: plain scalars take their YAML 1.2 core type, quoted ones stay strings.
 nlohmann::json to_json(const YAML::Node& n) {
@@ -195,8 +205,12 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
 
 void read_resources(const Reader& r, const YAML::Node& n, ResourceConfig& c) {
   r.expect_map(n, "resources",
-               {"mode", "control_period_ms", "window_s", "threads", "kv_blocks", "max_batch_tokens", "max_running"});
-  if (n["mode"]) c.mode = r.one_of(n["mode"], "resources.mode", {"adaptive", "static"}) == "static" ? ShareMode::kStatic : ShareMode::kAdaptive;
+               {"mode", "control_period_ms", "window_s", "threads", "kv_blocks", "max_batch_tokens",
+                "max_running"});
+  if (n["mode"])
+    c.mode = r.one_of(n["mode"], "resources.mode", {"adaptive", "static"}) == "static"
+                 ? ShareMode::kStatic
+                 : ShareMode::kAdaptive;
   auto positive = [&](const char* key, double& out) {
     if (!n[key]) return;
     const std::string p = key_path("resources", key);
@@ -216,7 +230,8 @@ void read_resources(const Reader& r, const YAML::Node& n, ResourceConfig& c) {
   }
   if (n["max_batch_tokens"]) {
     c.max_batch_tokens = r.integer(n["max_batch_tokens"], "resources.max_batch_tokens");
-    r.check(c.max_batch_tokens >= 1, n["max_batch_tokens"], "resources.max_batch_tokens", ">= 1", c.max_batch_tokens);
+    r.check(c.max_batch_tokens >= 1, n["max_batch_tokens"], "resources.max_batch_tokens", ">= 1",
+            c.max_batch_tokens);
   }
   if (n["max_running"]) {
     c.max_running = r.integer(n["max_running"], "resources.max_running");
@@ -224,7 +239,8 @@ void read_resources(const Reader& r, const YAML::Node& n, ResourceConfig& c) {
   }
 }
 
-ModelConfig read_model(const Reader& r, const YAML::Node& n, const std::string& path, const std::filesystem::path& base) {
+ModelConfig read_model(const Reader& r, const YAML::Node& n, const std::string& path,
+                       const std::filesystem::path& base) {
   ModelConfig m;
   m.line = n.Mark().line + 1;
   r.expect_map(n, path, {"name", "path", "quantize", "placement", "max_context"});
@@ -254,7 +270,8 @@ ModelConfig read_model(const Reader& r, const YAML::Node& n, const std::string& 
   }
   if (n["max_context"]) {
     m.max_context = r.integer(n["max_context"], key_path(path, "max_context"));
-    r.check(m.max_context >= 1, n["max_context"], key_path(path, "max_context"), ">= 1", m.max_context);
+    r.check(m.max_context >= 1, n["max_context"], key_path(path, "max_context"), ">= 1",
+            m.max_context);
   }
   return m;
 }
@@ -271,17 +288,21 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
   StepConfig s;
   s.line = n.Mark().line + 1;
   if (!n.IsMap()) r.fail(n, path, "a step must be a map of settings");
-  if (!n["type"]) r.fail(n, path, "a step needs a 'type' (generate, map_reduce, classify or extract)");
-  const std::string type = r.one_of(n["type"], key_path(path, "type"), {"generate", "map_reduce", "classify", "extract"});
+  if (!n["type"])
+    r.fail(n, path, "a step needs a 'type' (generate, map_reduce, classify or extract)");
+  const std::string type = r.one_of(n["type"], key_path(path, "type"),
+                                    {"generate", "map_reduce", "classify", "extract"});
   std::vector<std::string> keys{"name", "type", "chat"};
-  const std::vector<std::string> sampling{"max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed", "stop"};
+  const std::vector<std::string> sampling{"max_tokens", "temperature",        "top_p", "top_k",
+                                          "min_p",      "repetition_penalty", "seed",  "stop"};
   if (type == "generate") {
     s.kind = StepKind::kGenerate;
     keys.push_back("prompt");
     keys.insert(keys.end(), sampling.begin(), sampling.end());
   } else if (type == "map_reduce") {
     s.kind = StepKind::kMapReduce;
-    for (const char* k : {"input", "map_prompt", "reduce_prompt", "chunk_tokens", "overlap_tokens"}) keys.push_back(k);
+    for (const char* k : {"input", "map_prompt", "reduce_prompt", "chunk_tokens", "overlap_tokens"})
+      keys.push_back(k);
     keys.insert(keys.end(), sampling.begin(), sampling.end());
   } else if (type == "classify") {
     s.kind = StepKind::kClassify;
@@ -315,11 +336,13 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
     if (n["input"]) s.input = r.str(n["input"], key_path(path, "input"));
     if (n["chunk_tokens"]) {
       s.chunk_tokens = r.integer(n["chunk_tokens"], key_path(path, "chunk_tokens"));
-      r.check(s.chunk_tokens >= 16, n["chunk_tokens"], key_path(path, "chunk_tokens"), ">= 16", s.chunk_tokens);
+      r.check(s.chunk_tokens >= 16, n["chunk_tokens"], key_path(path, "chunk_tokens"), ">= 16",
+              s.chunk_tokens);
     }
     if (n["overlap_tokens"]) {
       s.overlap_tokens = r.integer(n["overlap_tokens"], key_path(path, "overlap_tokens"));
-      r.check(s.overlap_tokens >= 0, n["overlap_tokens"], key_path(path, "overlap_tokens"), ">= 0", s.overlap_tokens);
+      r.check(s.overlap_tokens >= 0, n["overlap_tokens"], key_path(path, "overlap_tokens"), ">= 0",
+              s.overlap_tokens);
     }
     if (s.chunk_tokens > 0 && s.overlap_tokens * 2 > s.chunk_tokens) {
       r.fail(n["overlap_tokens"] ? n["overlap_tokens"] : n, key_path(path, "overlap_tokens"),
@@ -372,7 +395,8 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
     const YAML::Node l = n["labels"];
     if (!l) r.fail(n, path, "a classify step needs 'labels'");
     if (!l.IsSequence()) r.fail(l, p, "expected a list of labels");
-    if (l.size() < 2) r.fail(l, p, "needs at least 2 labels (got " + std::to_string(l.size()) + ")");
+    if (l.size() < 2)
+      r.fail(l, p, "needs at least 2 labels (got " + std::to_string(l.size()) + ")");
     for (size_t i = 0; i < l.size(); ++i) {
       std::string label = r.str(l[i], index_path(p, i));
       if (label.empty()) r.fail(l[i], index_path(p, i), "must not be empty");
@@ -404,15 +428,18 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
 PipelineConfig read_pipeline(const Reader& r, const YAML::Node& n, const std::string& path) {
   PipelineConfig c;
   c.line = n.Mark().line + 1;
-  r.expect_map(n, path, {"name", "model", "class", "weight", "min_share", "max_share", "slo", "limits", "steps"});
+  r.expect_map(
+      n, path,
+      {"name", "model", "class", "weight", "min_share", "max_share", "slo", "limits", "steps"});
   if (!n["name"]) r.fail(n, path, "a pipeline needs a 'name'");
   c.name = r.str(n["name"], key_path(path, "name"));
   if (c.name.empty()) r.fail(n["name"], key_path(path, "name"), "must not be empty");
   if (!n["model"]) r.fail(n, path, "a pipeline needs a 'model'");
   c.model = r.str(n["model"], key_path(path, "model"));
   if (n["class"]) {
-    c.cls = r.one_of(n["class"], key_path(path, "class"), {"interactive", "batch"}) == "batch" ? PipelineClass::kBatch
-                                                                                               : PipelineClass::kInteractive;
+    c.cls = r.one_of(n["class"], key_path(path, "class"), {"interactive", "batch"}) == "batch"
+                ? PipelineClass::kBatch
+                : PipelineClass::kInteractive;
   }
   if (n["weight"]) {
     c.weight = r.num(n["weight"], key_path(path, "weight"));
@@ -420,11 +447,13 @@ PipelineConfig read_pipeline(const Reader& r, const YAML::Node& n, const std::st
   }
   if (n["min_share"]) {
     c.min_share = r.num(n["min_share"], key_path(path, "min_share"));
-    r.check(c.min_share >= 0 && c.min_share <= 1, n["min_share"], key_path(path, "min_share"), "in 0..1", c.min_share);
+    r.check(c.min_share >= 0 && c.min_share <= 1, n["min_share"], key_path(path, "min_share"),
+            "in 0..1", c.min_share);
   }
   if (n["max_share"]) {
     c.max_share = r.num(n["max_share"], key_path(path, "max_share"));
-    r.check(c.max_share > 0 && c.max_share <= 1, n["max_share"], key_path(path, "max_share"), "in (0, 1]", c.max_share);
+    r.check(c.max_share > 0 && c.max_share <= 1, n["max_share"], key_path(path, "max_share"),
+            "in (0, 1]", c.max_share);
   }
   if (c.max_share < c.min_share) {
     r.fail(n["max_share"] ? n["max_share"] : n["min_share"], key_path(path, "max_share"),
@@ -451,17 +480,21 @@ PipelineConfig read_pipeline(const Reader& r, const YAML::Node& n, const std::st
     }
     if (lim["max_input_tokens"]) {
       c.max_input_tokens = r.integer(lim["max_input_tokens"], p + ".max_input_tokens");
-      r.check(c.max_input_tokens >= 0, lim["max_input_tokens"], p + ".max_input_tokens", ">= 0", c.max_input_tokens);
+      r.check(c.max_input_tokens >= 0, lim["max_input_tokens"], p + ".max_input_tokens", ">= 0",
+              c.max_input_tokens);
     }
   }
   const YAML::Node steps = n["steps"];
-  if (!steps || (steps.IsSequence() && steps.size() == 0)) r.fail(steps ? steps : n, key_path(path, "steps"), "a pipeline needs at least one step");
+  if (!steps || (steps.IsSequence() && steps.size() == 0))
+    r.fail(steps ? steps : n, key_path(path, "steps"), "a pipeline needs at least one step");
   if (!steps.IsSequence()) r.fail(steps, key_path(path, "steps"), "expected a list of steps");
   for (size_t i = 0; i < steps.size(); ++i) {
     const std::string sp = index_path(key_path(path, "steps"), i);
     StepConfig s = read_step(r, steps[i], sp);
     for (const auto& prev : c.steps) {
-      if (prev.name == s.name) r.fail(steps[i]["name"] ? steps[i]["name"] : steps[i], sp + ".name", "duplicate step name '" + s.name + "'");
+      if (prev.name == s.name)
+        r.fail(steps[i]["name"] ? steps[i]["name"] : steps[i], sp + ".name",
+               "duplicate step name '" + s.name + "'");
     }
     c.steps.push_back(std::move(s));
   }
@@ -503,11 +536,13 @@ ServeConfig parse_config_text(std::string_view yaml, const std::string& file_nam
   const std::filesystem::path base = std::filesystem::path(file_name).parent_path();
   const YAML::Node models = root["models"];
   if (!models) r.fail(root, "models", "at least one model is needed");
-  if (!models.IsSequence() || models.size() == 0) r.fail(models, "models", "expected a non-empty list of models");
+  if (!models.IsSequence() || models.size() == 0)
+    r.fail(models, "models", "expected a non-empty list of models");
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string p = index_path("models", i);
     ModelConfig m = read_model(r, models[i], p, base);
-    if (cfg.find_model(m.name)) r.fail(models[i]["name"], p + ".name", "duplicate model name '" + m.name + "'");
+    if (cfg.find_model(m.name))
+      r.fail(models[i]["name"], p + ".name", "duplicate model name '" + m.name + "'");
     cfg.models.push_back(std::move(m));
   }
 
@@ -517,16 +552,19 @@ ServeConfig parse_config_text(std::string_view yaml, const std::string& file_nam
     for (size_t i = 0; i < pipes.size(); ++i) {
       const std::string p = index_path("pipelines", i);
       PipelineConfig pc = read_pipeline(r, pipes[i], p);
-      if (cfg.find_pipeline(pc.name)) r.fail(pipes[i]["name"], p + ".name", "duplicate pipeline name '" + pc.name + "'");
+      if (cfg.find_pipeline(pc.name))
+        r.fail(pipes[i]["name"], p + ".name", "duplicate pipeline name '" + pc.name + "'");
       if (!cfg.find_model(pc.model)) {
         std::string names;
         for (const auto& m : cfg.models) names += (names.empty() ? "" : ", ") + m.name;
-        r.fail(pipes[i]["model"], p + ".model", "unknown model '" + pc.model + "' (models: " + names + ")");
+        r.fail(pipes[i]["model"], p + ".model",
+               "unknown model '" + pc.model + "' (models: " + names + ")");
       }
       min_total += pc.min_share;
       if (min_total > 1.0 + 1e-9) {
         r.fail(pipes[i]["min_share"], p + ".min_share",
-               "the min_share of all pipelines adds up to " + std::to_string(min_total) + " (must be <= 1)");
+               "the min_share of all pipelines adds up to " + std::to_string(min_total) +
+                   " (must be <= 1)");
       }
       cfg.pipelines.push_back(std::move(pc));
     }

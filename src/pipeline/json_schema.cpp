@@ -28,14 +28,16 @@ std::string join_path(const std::vector<std::string>& where) {
 }
 
 const std::set<std::string>& ignored_keywords() {
-  static const std::set<std::string> k{"title", "description", "default", "examples", "$schema", "$comment"};
+  static const std::set<std::string> k{"title",    "description", "default",
+                                       "examples", "$schema",     "$comment"};
   return k;
 }
 
 // Keywords each type accepts besides the ignored ones.
 bool keyword_allowed(const std::string& type, const std::string& key) {
   if (key == "type" || key == "enum" || key == "const") return true;
-  if (type == "object") return key == "properties" || key == "required" || key == "additionalProperties";
+  if (type == "object")
+    return key == "properties" || key == "required" || key == "additionalProperties";
   if (type == "array") return key == "items" || key == "minItems" || key == "maxItems";
   if (type == "string") return key == "minLength" || key == "maxLength";
   return false;
@@ -65,15 +67,18 @@ SchemaNode literal_node(const json& choices, std::vector<std::string>& where, co
       throw SchemaError(where, "only scalar values are supported");
     }
     std::string s = choices[i].dump();
-    if (std::find(n.literals.begin(), n.literals.end(), s) == n.literals.end()) n.literals.push_back(s);
+    if (std::find(n.literals.begin(), n.literals.end(), s) == n.literals.end())
+      n.literals.push_back(s);
   }
   n.min_bytes = std::numeric_limits<int64_t>::max();
-  for (const auto& l : n.literals) n.min_bytes = std::min<int64_t>(n.min_bytes, static_cast<int64_t>(l.size()));
+  for (const auto& l : n.literals)
+    n.min_bytes = std::min<int64_t>(n.min_bytes, static_cast<int64_t>(l.size()));
   return n;
 }
 
 SchemaNode compile_node(const json& s, std::vector<std::string>& where, int depth) {
-  if (depth > kMaxSchemaDepth) throw SchemaError(where, "nested deeper than " + std::to_string(kMaxSchemaDepth) + " levels");
+  if (depth > kMaxSchemaDepth)
+    throw SchemaError(where, "nested deeper than " + std::to_string(kMaxSchemaDepth) + " levels");
   if (!s.is_object()) throw SchemaError(where, "a schema must be an object");
   std::string type;
   if (auto it = s.find("type"); it != s.end()) {
@@ -82,7 +87,8 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
       throw SchemaError(where, "must be one type name (lists of types are not supported)");
     }
     type = it->get<std::string>();
-    static const std::set<std::string> kTypes{"object", "array", "string", "integer", "number", "boolean", "null"};
+    static const std::set<std::string> kTypes{"object", "array",   "string", "integer",
+                                              "number", "boolean", "null"};
     if (!kTypes.count(type)) {
       where.push_back("type");
       throw SchemaError(where, "unknown type '" + type + "'");
@@ -92,8 +98,8 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
     if (ignored_keywords().count(key)) continue;
     if (!keyword_allowed(type, key)) {
       where.push_back(key);
-      throw SchemaError(where, "unsupported keyword '" + key + "'" +
-                                   (type.empty() ? "" : " for type " + type));
+      throw SchemaError(
+          where, "unsupported keyword '" + key + "'" + (type.empty() ? "" : " for type " + type));
     }
   }
   if (s.contains("const")) {
@@ -120,7 +126,8 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
   SchemaNode n;
   if (type == "object") {
     n.kind = SchemaNode::Kind::kObject;
-    if (auto it = s.find("additionalProperties"); it != s.end() && !(it->is_boolean() && !it->get<bool>())) {
+    if (auto it = s.find("additionalProperties");
+        it != s.end() && !(it->is_boolean() && !it->get<bool>())) {
       where.push_back("additionalProperties");
       throw SchemaError(where, "only false is supported");
     }
@@ -237,7 +244,8 @@ bool JsonMatcher::frame_can_end(const Frame& f) {
       const auto& lits = f.node->literals;
       const auto& cur = lits[static_cast<size_t>(f.a)];
       for (const auto& l : lits) {
-        if (l.size() == static_cast<size_t>(f.b) && l.compare(0, f.b, cur, 0, f.b) == 0) return true;
+        if (l.size() == static_cast<size_t>(f.b) && l.compare(0, f.b, cur, 0, f.b) == 0)
+          return true;
       }
       return false;
     }
@@ -351,20 +359,27 @@ bool JsonMatcher::feed(uint8_t c) {
         const bool number = n.kind == K::kNumber;
         switch (f.a) {
           case 0:
-            if (c == '-') f.a = 1, taken = true;
-            else if (c == '0') f.a = 2, f.b = 1, taken = true;
-            else if (digit) f.a = 3, f.b = 1, taken = true;
+            if (c == '-')
+              f.a = 1, taken = true;
+            else if (c == '0')
+              f.a = 2, f.b = 1, taken = true;
+            else if (digit)
+              f.a = 3, f.b = 1, taken = true;
             break;
           case 1:
-            if (c == '0') f.a = 2, f.b = 1, taken = true;
-            else if (digit) f.a = 3, f.b = 1, taken = true;
+            if (c == '0')
+              f.a = 2, f.b = 1, taken = true;
+            else if (digit)
+              f.a = 3, f.b = 1, taken = true;
             break;
           case 2:
             if (number && c == '.') f.a = 4, taken = true;
             break;
           case 3:
-            if (digit && f.b < kMaxIntegerDigits) ++f.b, taken = true;
-            else if (number && c == '.') f.a = 4, taken = true;
+            if (digit && f.b < kMaxIntegerDigits)
+              ++f.b, taken = true;
+            else if (number && c == '.')
+              f.a = 4, taken = true;
             break;
           case 4:
             if (digit) f.a = 5, f.c = 1, taken = true;
@@ -395,7 +410,8 @@ bool JsonMatcher::feed(uint8_t c) {
           bool longer = false;
           const std::string& now = lits[static_cast<size_t>(f.a)];
           for (const auto& l : lits) {
-            if (l.size() > static_cast<size_t>(f.b) && l.compare(0, f.b, now, 0, f.b) == 0) longer = true;
+            if (l.size() > static_cast<size_t>(f.b) && l.compare(0, f.b, now, 0, f.b) == 0)
+              longer = true;
           }
           if (!longer) stack_.pop_back();
           return true;
@@ -523,8 +539,8 @@ VocabBytes::VocabBytes(const tokenizer::Tokenizer& tok) {
 
 // ---- the constraint ----
 
-JsonConstraint::JsonConstraint(std::shared_ptr<const SchemaNode> schema, std::shared_ptr<const VocabBytes> vocab,
-                               int64_t max_tokens)
+JsonConstraint::JsonConstraint(std::shared_ptr<const SchemaNode> schema,
+                               std::shared_ptr<const VocabBytes> vocab, int64_t max_tokens)
     : schema_(std::move(schema)),
       vocab_(std::move(vocab)),
       matcher_(*schema_),
@@ -587,7 +603,8 @@ size_t utf8_chars(const std::string& s) {
 
 bool check(const json& v, const json& s, const std::string& path, std::string* why) {
   if (!s.is_object()) return fail(why, path, "schema is not an object");
-  if (auto it = s.find("const"); it != s.end() && v != *it) return fail(why, path, "is not " + it->dump());
+  if (auto it = s.find("const"); it != s.end() && v != *it)
+    return fail(why, path, "is not " + it->dump());
   if (auto it = s.find("enum"); it != s.end()) {
     bool found = false;
     for (const auto& e : *it) found = found || e == v;
@@ -612,8 +629,10 @@ bool check(const json& v, const json& s, const std::string& path, std::string* w
   }
   if (type == "array") {
     if (!v.is_array()) return fail(why, path, "expected an array");
-    if (auto it = s.find("minItems"); it != s.end() && v.size() < it->get<size_t>()) return fail(why, path, "too few items");
-    if (auto it = s.find("maxItems"); it != s.end() && v.size() > it->get<size_t>()) return fail(why, path, "too many items");
+    if (auto it = s.find("minItems"); it != s.end() && v.size() < it->get<size_t>())
+      return fail(why, path, "too few items");
+    if (auto it = s.find("maxItems"); it != s.end() && v.size() > it->get<size_t>())
+      return fail(why, path, "too many items");
     if (auto it = s.find("items"); it != s.end()) {
       for (size_t i = 0; i < v.size(); ++i) {
         if (!check(v[i], *it, path + "[" + std::to_string(i) + "]", why)) return false;
@@ -624,8 +643,10 @@ bool check(const json& v, const json& s, const std::string& path, std::string* w
   if (type == "string") {
     if (!v.is_string()) return fail(why, path, "expected a string");
     const size_t n = utf8_chars(v.get_ref<const std::string&>());
-    if (auto it = s.find("minLength"); it != s.end() && n < it->get<size_t>()) return fail(why, path, "string too short");
-    if (auto it = s.find("maxLength"); it != s.end() && n > it->get<size_t>()) return fail(why, path, "string too long");
+    if (auto it = s.find("minLength"); it != s.end() && n < it->get<size_t>())
+      return fail(why, path, "string too short");
+    if (auto it = s.find("maxLength"); it != s.end() && n > it->get<size_t>())
+      return fail(why, path, "string too long");
     return true;
   }
   if (type == "integer") {
@@ -641,6 +662,8 @@ bool check(const json& v, const json& s, const std::string& path, std::string* w
 
 }  // namespace
 
-bool validate(const json& value, const json& schema, std::string* why) { return check(value, schema, "", why); }
+bool validate(const json& value, const json& schema, std::string* why) {
+  return check(value, schema, "", why);
+}
 
 }  // namespace tandem::pipeline

@@ -45,8 +45,8 @@ class SchemaError : public ConfigError {
 };
 
 // Defaults for values the schema leaves unbounded.
-inline constexpr int64_t kDefaultMaxLength = 64;   // string characters
-inline constexpr int64_t kDefaultMaxItems = 8;     // array items
+inline constexpr int64_t kDefaultMaxLength = 64;  // string characters
+inline constexpr int64_t kDefaultMaxItems = 8;    // array items
 inline constexpr int32_t kMaxIntegerDigits = 12;
 inline constexpr int32_t kMaxFractionDigits = 6;
 inline constexpr int kMaxSchemaDepth = 16;
@@ -133,6 +133,7 @@ class JsonConstraint : public engine::Constraint {
 
 // Checks `value` against a schema of the supported subset. On failure, `why` (if given) says
 // where and what.
-bool validate(const nlohmann::json& value, const nlohmann::json& schema, std::string* why = nullptr);
+bool validate(const nlohmann::json& value, const nlohmann::json& schema,
+              std::string* why = nullptr);
 
 }  // namespace tandem::pipeline

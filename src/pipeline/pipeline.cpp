@@ -21,7 +21,8 @@ namespace {
 
 // Variables chat-template rendering provides itself.
 const std::set<std::string>& provided_variables() {
-  static const std::set<std::string> k{"bos_token", "eos_token", "add_generation_prompt", "tools", "documents"};
+  static const std::set<std::string> k{"bos_token", "eos_token", "add_generation_prompt", "tools",
+                                       "documents"};
   return k;
 }
 
@@ -93,7 +94,8 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(PipelineConfig cfg, ModelHandle model, int32_t tenant)
     : cfg_(std::move(cfg)), model_(model), tenant_(tenant), impl_(std::make_unique<Impl>()) {
   TANDEM_CHECK(model_.engine && model_.tok, "a pipeline needs an engine and a tokenizer");
-  if (model_.max_context <= 0) model_.max_context = model_.engine->max_context();
+  const int64_t engine_ctx = model_.engine->max_context();
+  if (model_.max_context <= 0 || model_.max_context > engine_ctx) model_.max_context = engine_ctx;
   for (size_t i = 0; i < cfg_.steps.size(); ++i) {
     const StepConfig& s = cfg_.steps[i];
     const std::string where = "pipeline '" + cfg_.name + "' step '" + s.name + "'";
@@ -103,7 +105,8 @@ Pipeline::Pipeline(PipelineConfig cfg, ModelHandle model, int32_t tenant)
     if (s.kind == StepKind::kMapReduce) {
       st.map_prompt = make_template(s.map_prompt, where + " map_prompt");
       st.reduce_prompt = make_template(s.reduce_prompt, where + " reduce_prompt");
-      if (!st.map_prompt || !st.reduce_prompt) throw ConfigError(where + ": needs map_prompt and reduce_prompt");
+      if (!st.map_prompt || !st.reduce_prompt)
+        throw ConfigError(where + ": needs map_prompt and reduce_prompt");
     }
     if ((s.kind == StepKind::kClassify || s.kind == StepKind::kExtract) && !st.prompt) {
       throw ConfigError(where + ": needs a prompt");
@@ -153,8 +156,9 @@ struct Run {
       auto it = vars.find(v.name);
       if (it == vars.end()) throw InputError(400, v.name, "missing input field '" + v.name + "'");
       if (v.printed && !step_names.count(v.name) && !it->is_string()) {
-        throw InputError(400, v.name,
-                         "input field '" + v.name + "' must be a string (got " + json_type(*it) + ")");
+        throw InputError(
+            400, v.name,
+            "input field '" + v.name + "' must be a string (got " + json_type(*it) + ")");
       }
     }
   }
@@ -188,7 +192,8 @@ struct Run {
   }
 
   std::vector<int32_t> messages_ids(const ordered_json& messages) const {
-    if (!messages.is_array() || messages.empty()) throw InputError(400, "messages", "'messages' must be a non-empty list");
+    if (!messages.is_array() || messages.empty())
+      throw InputError(400, "messages", "'messages' must be a non-empty list");
     for (const auto& m : messages) {
       if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
         throw InputError(400, "messages", "each message needs a string 'role'");
@@ -217,15 +222,17 @@ struct Run {
     const int64_t lim = prompt_limit();
     if (n > lim) {
       throw InputError(413, field,
-                       "the input is " + std::to_string(n) + " tokens; pipeline '" + cfg.name + "' takes at most " +
-                           std::to_string(lim));
+                       "the input is " + std::to_string(n) + " tokens; pipeline '" + cfg.name +
+                           "' takes at most " + std::to_string(lim));
     }
     if (n == 0) throw InputError(400, field, "the prompt is empty");
   }
 
   engine::RequestOptions request(std::vector<int32_t> prompt, const StepConfig& s) const {
     engine::RequestOptions o;
-    o.max_tokens = std::max<int64_t>(0, std::min<int64_t>(s.max_tokens, model.max_context - static_cast<int64_t>(prompt.size())));
+    o.max_tokens = std::max<int64_t>(
+        0,
+        std::min<int64_t>(s.max_tokens, model.max_context - static_cast<int64_t>(prompt.size())));
     o.prompt = std::move(prompt);
     o.sampling = s.sampling;
     o.stop = s.stop;
@@ -348,7 +355,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         } else {
           auto it = run.vars.find("input");
           if (it == run.vars.end()) throw InputError(400, "input", "missing input field 'input'");
-          if (!it->is_string()) throw InputError(400, "input", "input field 'input' must be a string");
+          if (!it->is_string())
+            throw InputError(400, "input", "input field 'input' must be a string");
           ids = model_.tok->encode(it->get<std::string>(), true);
         }
         run.check_length(static_cast<int64_t>(ids.size()), field);
@@ -364,9 +372,12 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         run.check_inputs(st.map_prompt, {"chunk", "chunk_index", "chunk_count"});
         run.check_inputs(st.reduce_prompt, {"summaries"});
         auto it = run.vars.find(s.input);
-        if (it == run.vars.end()) throw InputError(400, s.input, "missing input field '" + s.input + "'");
+        if (it == run.vars.end())
+          throw InputError(400, s.input, "missing input field '" + s.input + "'");
         if (!it->is_string()) {
-          throw InputError(400, s.input, "input field '" + s.input + "' must be a string (got " + json_type(*it) + ")");
+          throw InputError(
+              400, s.input,
+              "input field '" + s.input + "' must be a string (got " + json_type(*it) + ")");
         }
         const std::vector<int32_t> tokens = model_.tok->encode(it->get<std::string>(), false);
         const auto n = static_cast<int64_t>(tokens.size());
@@ -380,16 +391,22 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         // margin for tokens that merge differently once the chunk is inside the prompt.
         const int64_t kMargin = 16;
         const auto overhead = static_cast<int64_t>(
-            run.prompt_ids(run.render(st.map_prompt, {{"chunk", ""}, {"chunk_index", 0}, {"chunk_count", 1}}), s.chat).size());
+            run.prompt_ids(run.render(st.map_prompt,
+                                      {{"chunk", ""}, {"chunk_index", 0}, {"chunk_count", 1}}),
+                           s.chat)
+                .size());
         const int64_t max_out = std::min<int64_t>(s.max_tokens, ctx / 4);
         int64_t chunk = ctx - overhead - max_out - kMargin;
         if (s.chunk_tokens > 0) chunk = std::min(chunk, s.chunk_tokens);
-        if (chunk < 16) throw Error("pipeline '" + cfg_.name + "' step '" + s.name + "': the map prompt leaves no room for a chunk");
+        if (chunk < 16)
+          throw Error("pipeline '" + cfg_.name + "' step '" + s.name +
+                      "': the map prompt leaves no room for a chunk");
         const int64_t overlap = std::min(s.overlap_tokens, chunk / 2);
         std::vector<std::string> chunks;
         for (int64_t start = 0;; start += chunk - overlap) {
           const int64_t end = std::min(n, start + chunk);
-          chunks.push_back(model_.tok->decode(std::span<const int32_t>(tokens.data() + start, static_cast<size_t>(end - start))));
+          chunks.push_back(model_.tok->decode(
+              std::span<const int32_t>(tokens.data() + start, static_cast<size_t>(end - start))));
           if (end == n) break;
         }
         StepConfig ms = s;
@@ -400,7 +417,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
                                                                {"chunk_index", i},
                                                                {"chunk_count", chunks.size()}}),
                                     s.chat);
-          if (static_cast<int64_t>(ids.size()) >= ctx) ids.resize(static_cast<size_t>(ctx - max_out));
+          if (static_cast<int64_t>(ids.size()) >= ctx)
+            ids.resize(static_cast<size_t>(ctx - max_out));
           maps.push_back(run.request(std::move(ids), ms));
         }
         auto mapped = run.run_all(std::move(maps));
@@ -411,7 +429,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         // Reduce, hierarchically: pack summaries into groups whose reduce prompt fits, reduce
         // each group, and repeat until one output remains.
         auto reduce_ids = [&](const std::vector<std::string>& group) {
-          return run.prompt_ids(run.render(st.reduce_prompt, {{"summaries", summaries_text(group)}}), s.chat);
+          return run.prompt_ids(
+              run.render(st.reduce_prompt, {{"summaries", summaries_text(group)}}), s.chat);
         };
         auto fits = [&](const std::vector<std::string>& group) {
           return static_cast<int64_t>(reduce_ids(group).size()) + max_out <= ctx;
@@ -442,7 +461,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
                 if (i + 1 < parts.size()) g.push_back(parts[i + 1]);
                 for (auto& t : g) {
                   auto ids = model_.tok->encode(t, false);
-                  if (ids.size() > static_cast<size_t>(max_out / 2)) ids.resize(static_cast<size_t>(max_out / 2));
+                  if (ids.size() > static_cast<size_t>(max_out / 2))
+                    ids.resize(static_cast<size_t>(max_out / 2));
                   t = model_.tok->decode(ids);
                 }
                 groups.push_back(std::move(g));
@@ -452,7 +472,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
           std::vector<engine::RequestOptions> reds;
           for (const auto& g : groups) {
             auto ids = reduce_ids(g);
-            if (static_cast<int64_t>(ids.size()) + max_out > ctx) ids.resize(static_cast<size_t>(std::max<int64_t>(1, ctx - max_out)));
+            if (static_cast<int64_t>(ids.size()) + max_out > ctx)
+              ids.resize(static_cast<size_t>(std::max<int64_t>(1, ctx - max_out)));
             reds.push_back(run.request(std::move(ids), ms));
           }
           auto reduced = run.run_all(std::move(reds));
@@ -464,9 +485,9 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
           }
           if (parts.size() == 1) break;
         }
-        run.set_output(s.name,
-                       json{{"text", parts[0]}, {"chunks", chunks.size()}, {"reduce_rounds", rounds}},
-                       parts[0], last);
+        run.set_output(
+            s.name, json{{"text", parts[0]}, {"chunks", chunks.size()}, {"reduce_rounds", rounds}},
+            parts[0], last);
         break;
       }
 
@@ -493,8 +514,9 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         for (size_t i = 0; i < done.size(); ++i) {
           if (done[i].prompt_logprobs.size() != st.label_ids[i].size()) {
             throw Error("pipeline '" + cfg_.name + "': the engine returned " +
-                        std::to_string(done[i].prompt_logprobs.size()) + " prompt logprobs for label '" +
-                        s.labels[i] + "' (expected " + std::to_string(st.label_ids[i].size()) + ")");
+                        std::to_string(done[i].prompt_logprobs.size()) +
+                        " prompt logprobs for label '" + s.labels[i] + "' (expected " +
+                        std::to_string(st.label_ids[i].size()) + ")");
           }
           for (float lp : done[i].prompt_logprobs) ll[i] += lp;
         }
@@ -507,8 +529,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
           probs[s.labels[i]] = std::exp(ll[i] - mx) / z;
           if (ll[i] > ll[best]) best = i;
         }
-        run.set_output(s.name, json{{"label", s.labels[best]}, {"probabilities", probs}}, s.labels[best],
-                       engine::FinishReason::kStop);
+        run.set_output(s.name, json{{"label", s.labels[best]}, {"probabilities", probs}},
+                       s.labels[best], engine::FinishReason::kStop);
         break;
       }
 
@@ -527,7 +549,8 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         if (run.was_cancelled) return cancelled_result();
         const std::string& text = constraint->text();
         if (!constraint->complete()) {
-          throw Error("pipeline '" + cfg_.name + "' step '" + s.name + "': the JSON output did not complete (" +
+          throw Error("pipeline '" + cfg_.name + "' step '" + s.name +
+                      "': the JSON output did not complete (" +
                       std::to_string(done[0].completion_tokens) + " tokens, finish reason " +
                       engine::finish_reason_name(done[0].reason) + "): " + text);
         }
@@ -535,11 +558,13 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         try {
           value = json::parse(text);
         } catch (const json::exception& e) {
-          throw Error("pipeline '" + cfg_.name + "' step '" + s.name + "': output is not JSON: " + e.what());
+          throw Error("pipeline '" + cfg_.name + "' step '" + s.name +
+                      "': output is not JSON: " + e.what());
         }
         std::string why;
         if (!validate(value, s.schema, &why)) {
-          throw Error("pipeline '" + cfg_.name + "' step '" + s.name + "': output does not match the schema: " + why);
+          throw Error("pipeline '" + cfg_.name + "' step '" + s.name +
+                      "': output does not match the schema: " + why);
         }
         run.set_output(s.name, json{{"json", value}}, value, engine::FinishReason::kStop);
         break;

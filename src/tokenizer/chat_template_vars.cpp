@@ -15,7 +15,8 @@ using namespace chat_template_detail;
 
 struct Walk {
   std::map<std::string, bool> read;  // name -> printed directly
-  std::set<std::string> bound{"loop", "range", "namespace", "dict", "raise_exception", "strftime_now"};
+  std::set<std::string> bound{"loop", "range",           "namespace",
+                              "dict", "raise_exception", "strftime_now"};
 
   void expr(const Expr* e) {
     if (e == nullptr) return;
@@ -29,7 +30,8 @@ struct Walk {
   void stmt(const Stmt& s) {
     expr(s.expr.get());
     expr(s.cond.get());
-    if (s.kind == StmtKind::kOutput && s.expr && s.expr->kind == ExprKind::kName) read[s.expr->name] = true;
+    if (s.kind == StmtKind::kOutput && s.expr && s.expr->kind == ExprKind::kName)
+      read[s.expr->name] = true;
     if (s.kind == StmtKind::kFor || s.kind == StmtKind::kSet || s.kind == StmtKind::kSetBlock ||
         s.kind == StmtKind::kMacro) {
       for (const auto& t : s.targets) bound.insert(t);

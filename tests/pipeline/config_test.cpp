@@ -89,132 +89,133 @@ TEST_P(ConfigErrors, NamesLineAndField) {
 
 INSTANTIATE_TEST_SUITE_P(
     Config, ConfigErrors,
-    ::testing::Values(
-        Bad{"negative_weight",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps: [{type: generate}]\n"
-            "  - name: b\n"
-            "    model: demo\n"
-            "    weight: -2\n"
-            "    steps: [{type: generate}]\n",
-            9, "pipelines[1].weight", "must be > 0 (got -2)"},
-        Bad{"unknown_key",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    wieght: 2\n"
-            "    steps: [{type: generate}]\n",
-            6, "pipelines[0].wieght", "did you mean 'weight'"},
-        Bad{"unknown_model",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: nope\n"
-            "    steps: [{type: generate}]\n",
-            5, "pipelines[0].model", "unknown model 'nope'"},
-        Bad{"no_steps",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps: []\n",
-            6, "pipelines[0].steps", "at least one step"},
-        Bad{"duplicate_pipeline",
-            "pipelines:\n"
-            "  - {name: a, model: demo, steps: [{type: generate}]}\n"
-            "  - {name: a, model: demo, steps: [{type: generate}]}\n",
-            5, "pipelines[1].name", "duplicate pipeline name"},
-        Bad{"min_share_sum",
-            "pipelines:\n"
-            "  - {name: a, model: demo, min_share: 0.6, steps: [{type: generate}]}\n"
-            "  - {name: b, model: demo, min_share: 0.5, steps: [{type: generate}]}\n",
-            5, "pipelines[1].min_share", "must be <= 1"},
-        Bad{"max_below_min",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    min_share: 0.5\n"
-            "    max_share: 0.25\n"
-            "    steps: [{type: generate}]\n",
-            7, "pipelines[0].max_share", "must be >= min_share"},
-        Bad{"bad_template",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: generate\n"
-            "        prompt: \"{{ input \"\n",
-            8, "pipelines[0].steps[0].prompt", "template does not parse"},
-        Bad{"one_label",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: classify\n"
-            "        prompt: \"{{ input }}\"\n"
-            "        labels: [yes]\n",
-            9, "pipelines[0].steps[0].labels", "at least 2 labels"},
-        Bad{"duplicate_label",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: classify\n"
-            "        prompt: \"{{ input }}\"\n"
-            "        labels:\n"
-            "          - yes\n"
-            "          - no\n"
-            "          - yes\n",
-            12, "pipelines[0].steps[0].labels[2]", "duplicate label 'yes'"},
-        Bad{"schema_pattern",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: extract\n"
-            "        prompt: \"{{ input }}\"\n"
-            "        schema:\n"
-            "          type: object\n"
-            "          properties:\n"
-            "            name:\n"
-            "              type: string\n"
-            "              pattern: \"^a\"\n",
-            14, "pipelines[0].steps[0].schema.properties.name.pattern", "unsupported keyword 'pattern'"},
-        Bad{"schema_anyof",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: extract\n"
-            "        prompt: \"{{ input }}\"\n"
-            "        schema:\n"
-            "          type: object\n"
-            "          properties:\n"
-            "            v: {anyOf: [{type: string}, {type: integer}]}\n",
-            12, "pipelines[0].steps[0].schema.properties.v.anyOf", "unsupported keyword 'anyOf'"},
-        Bad{"bad_class",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    class: urgent\n"
-            "    steps: [{type: generate}]\n",
-            6, "pipelines[0].class", "must be one of interactive, batch"},
-        Bad{"bad_number",
-            "resources:\n"
-            "  max_batch_tokens: lots\n",
-            4, "resources.max_batch_tokens", "expected an integer"},
-        Bad{"unknown_top_level",
-            "pipeline:\n"
-            "  - {name: a}\n",
-            3, "pipeline", "did you mean 'pipelines'"},
-        Bad{"unknown_step_key",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: generate\n"
-            "        labels: [a, b]\n",
-            8, "pipelines[0].steps[0].labels", "unknown key 'labels'"}),
+    ::testing::Values(Bad{"negative_weight",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps: [{type: generate}]\n"
+                          "  - name: b\n"
+                          "    model: demo\n"
+                          "    weight: -2\n"
+                          "    steps: [{type: generate}]\n",
+                          9, "pipelines[1].weight", "must be > 0 (got -2)"},
+                      Bad{"unknown_key",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    wieght: 2\n"
+                          "    steps: [{type: generate}]\n",
+                          6, "pipelines[0].wieght", "did you mean 'weight'"},
+                      Bad{"unknown_model",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: nope\n"
+                          "    steps: [{type: generate}]\n",
+                          5, "pipelines[0].model", "unknown model 'nope'"},
+                      Bad{"no_steps",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps: []\n",
+                          6, "pipelines[0].steps", "at least one step"},
+                      Bad{"duplicate_pipeline",
+                          "pipelines:\n"
+                          "  - {name: a, model: demo, steps: [{type: generate}]}\n"
+                          "  - {name: a, model: demo, steps: [{type: generate}]}\n",
+                          5, "pipelines[1].name", "duplicate pipeline name"},
+                      Bad{"min_share_sum",
+                          "pipelines:\n"
+                          "  - {name: a, model: demo, min_share: 0.6, steps: [{type: generate}]}\n"
+                          "  - {name: b, model: demo, min_share: 0.5, steps: [{type: generate}]}\n",
+                          5, "pipelines[1].min_share", "must be <= 1"},
+                      Bad{"max_below_min",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    min_share: 0.5\n"
+                          "    max_share: 0.25\n"
+                          "    steps: [{type: generate}]\n",
+                          7, "pipelines[0].max_share", "must be >= min_share"},
+                      Bad{"bad_template",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: generate\n"
+                          "        prompt: \"{{ input \"\n",
+                          8, "pipelines[0].steps[0].prompt", "template does not parse"},
+                      Bad{"one_label",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: classify\n"
+                          "        prompt: \"{{ input }}\"\n"
+                          "        labels: [yes]\n",
+                          9, "pipelines[0].steps[0].labels", "at least 2 labels"},
+                      Bad{"duplicate_label",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: classify\n"
+                          "        prompt: \"{{ input }}\"\n"
+                          "        labels:\n"
+                          "          - yes\n"
+                          "          - no\n"
+                          "          - yes\n",
+                          12, "pipelines[0].steps[0].labels[2]", "duplicate label 'yes'"},
+                      Bad{"schema_pattern",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: extract\n"
+                          "        prompt: \"{{ input }}\"\n"
+                          "        schema:\n"
+                          "          type: object\n"
+                          "          properties:\n"
+                          "            name:\n"
+                          "              type: string\n"
+                          "              pattern: \"^a\"\n",
+                          14, "pipelines[0].steps[0].schema.properties.name.pattern",
+                          "unsupported keyword 'pattern'"},
+                      Bad{"schema_anyof",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: extract\n"
+                          "        prompt: \"{{ input }}\"\n"
+                          "        schema:\n"
+                          "          type: object\n"
+                          "          properties:\n"
+                          "            v: {anyOf: [{type: string}, {type: integer}]}\n",
+                          12, "pipelines[0].steps[0].schema.properties.v.anyOf",
+                          "unsupported keyword 'anyOf'"},
+                      Bad{"bad_class",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    class: urgent\n"
+                          "    steps: [{type: generate}]\n",
+                          6, "pipelines[0].class", "must be one of interactive, batch"},
+                      Bad{"bad_number",
+                          "resources:\n"
+                          "  max_batch_tokens: lots\n",
+                          4, "resources.max_batch_tokens", "expected an integer"},
+                      Bad{"unknown_top_level",
+                          "pipeline:\n"
+                          "  - {name: a}\n",
+                          3, "pipeline", "did you mean 'pipelines'"},
+                      Bad{"unknown_step_key",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: generate\n"
+                          "        labels: [a, b]\n",
+                          8, "pipelines[0].steps[0].labels", "unknown key 'labels'"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
 
 TEST(Config, MissingFileAndBadYaml) {

@@ -6,6 +6,8 @@
 #include <random>
 
 #include "engine/model_tokenizer.h"
+#include "engine/sampler.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 
 namespace tandem::pipeline {
@@ -13,7 +15,9 @@ namespace {
 
 using nlohmann::json;
 
-SchemaNode node(const char* schema) { return compile_schema(json::parse(schema)); }
+SchemaNode node(const char* schema) {
+  return compile_schema(json::parse(schema));
+}
 
 bool accepts(const SchemaNode& n, std::string_view text, bool* done = nullptr) {
   JsonMatcher m(n);
@@ -28,14 +32,15 @@ bool whole(const SchemaNode& n, std::string_view text) {
 }
 
 TEST(JsonSchema, ObjectInKeyOrder) {
-  auto n = node(R"({"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"string"}},"required":["a"]})");
+  auto n = node(
+      R"({"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"string"}},"required":["a"]})");
   EXPECT_TRUE(whole(n, R"({"a":"x","b":-12})"));
   EXPECT_TRUE(whole(n, R"({"a":"","b":0})"));
-  EXPECT_FALSE(accepts(n, R"({"b":1)"));       // keys come in order
-  EXPECT_FALSE(accepts(n, R"({ "a")"));        // no whitespace
-  EXPECT_FALSE(accepts(n, R"({"a":"x","b":01)"));  // no leading zeros
+  EXPECT_FALSE(accepts(n, R"({"b":1)"));            // keys come in order
+  EXPECT_FALSE(accepts(n, R"({ "a")"));             // no whitespace
+  EXPECT_FALSE(accepts(n, R"({"a":"x","b":01)"));   // no leading zeros
   EXPECT_FALSE(accepts(n, R"({"a":"x","b":1}x)"));  // nothing after
-  EXPECT_FALSE(accepts(n, R"({"a":"x\)"));    // no escapes
+  EXPECT_FALSE(accepts(n, R"({"a":"x\)"));          // no escapes
   bool done = true;
   EXPECT_TRUE(accepts(n, R"({"a":"x","b":12)", &done));
   EXPECT_FALSE(done);
@@ -50,20 +55,22 @@ TEST(JsonSchema, ScalarsAndEnums) {
   EXPECT_TRUE(whole(n, R"({"c":"k","e":12,"f":3.25,"t":false,"z":null})"));
   EXPECT_FALSE(accepts(n, R"({"c":"k","e":"blue")"));
   EXPECT_FALSE(accepts(n, R"({"c":"k","e":2)"));
-  EXPECT_FALSE(accepts(n, R"({"c":"k","e":1,"f":1.)" "}"));
+  EXPECT_FALSE(accepts(n, R"({"c":"k","e":1,"f":1.)"
+                          "}"));
   EXPECT_FALSE(accepts(n, R"({"c":"j")"));
   EXPECT_FALSE(accepts(n, R"({"c":"k","e":1,"f":1,"t":tru})"));
 }
 
 TEST(JsonSchema, ArraysAndCaps) {
-  auto n = node(R"({"type":"object","properties":{"xs":{"type":"array","items":{"type":"string","maxLength":3},
+  auto n = node(
+      R"({"type":"object","properties":{"xs":{"type":"array","items":{"type":"string","maxLength":3},
       "minItems":1,"maxItems":2}}})");
   EXPECT_TRUE(whole(n, R"({"xs":["a"]})"));
   EXPECT_TRUE(whole(n, R"({"xs":["abc","é"]})"));
-  EXPECT_FALSE(accepts(n, R"({"xs":[])"));           // minItems
-  EXPECT_FALSE(accepts(n, R"({"xs":["a","b",)"));     // maxItems
-  EXPECT_FALSE(accepts(n, R"({"xs":["abcd")"));       // maxLength
-  EXPECT_FALSE(accepts(n, "{\"xs\":[\"\xC3\x28"));    // broken UTF-8
+  EXPECT_FALSE(accepts(n, R"({"xs":[])"));              // minItems
+  EXPECT_FALSE(accepts(n, R"({"xs":["a","b",)"));       // maxItems
+  EXPECT_FALSE(accepts(n, R"({"xs":["abcd")"));         // maxLength
+  EXPECT_FALSE(accepts(n, "{\"xs\":[\"\xC3\x28"));      // broken UTF-8
   EXPECT_FALSE(accepts(n, "{\"xs\":[\"\xED\xA0\x80"));  // a surrogate
   auto big = node(R"({"type":"object","properties":{"i":{"type":"integer"}}})");
   EXPECT_TRUE(accepts(big, R"({"i":123456789012)"));
@@ -71,7 +78,8 @@ TEST(JsonSchema, ArraysAndCaps) {
 }
 
 TEST(JsonSchema, MinClose) {
-  auto n = node(R"({"type":"object","properties":{"a":{"type":"string"},"b":{"type":"array","items":{"type":"integer"},"minItems":2}}})");
+  auto n = node(
+      R"({"type":"object","properties":{"a":{"type":"string"},"b":{"type":"array","items":{"type":"integer"},"minItems":2}}})");
   JsonMatcher m(n);
   const std::string shortest = R"({"a":"","b":[0,0]})";
   EXPECT_EQ(m.min_close(), static_cast<int64_t>(shortest.size()));
@@ -83,9 +91,10 @@ TEST(JsonSchema, MinClose) {
 }
 
 TEST(JsonSchema, UnsupportedKeywords) {
-  for (const char* kw : {R"({"type":"string","pattern":"a"})", R"({"anyOf":[]})", R"({"$ref":"#/x"})",
-                         R"({"type":"string","format":"date"})", R"({"type":"integer","minimum":0})",
-                         R"({"type":"object","additionalProperties":true})"}) {
+  for (const char* kw :
+       {R"({"type":"string","pattern":"a"})", R"({"anyOf":[]})", R"({"$ref":"#/x"})",
+        R"({"type":"string","format":"date"})", R"({"type":"integer","minimum":0})",
+        R"({"type":"object","additionalProperties":true})"}) {
     EXPECT_THROW(node(kw), SchemaError) << kw;
   }
   try {
@@ -93,7 +102,8 @@ TEST(JsonSchema, UnsupportedKeywords) {
     FAIL();
   } catch (const SchemaError& e) {
     EXPECT_EQ(e.where(), (std::vector<std::string>{"properties", "a", "format"}));
-    EXPECT_NE(std::string(e.what()).find("unsupported keyword 'format'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unsupported keyword 'format'"), std::string::npos)
+        << e.what();
   }
   EXPECT_NO_THROW(node(R"({"type":"object","title":"t","description":"d","properties":{}})"));
 }
@@ -119,7 +129,8 @@ TEST(JsonSchema, Validator) {
 TEST(JsonSchema, RandomWalksOverDemoVocab) {
   auto tok = engine::load_model_tokenizer(testing::source_dir() / "models" / "demo");
   auto vocab = std::make_shared<const VocabBytes>(*tok);
-  const json schema = json::parse(R"({"type":"object","properties":{"name":{"type":"string","maxLength":10},
+  const json schema =
+      json::parse(R"({"type":"object","properties":{"name":{"type":"string","maxLength":10},
       "n":{"type":"integer"},"ok":{"type":"boolean"},"xs":{"type":"array","items":{"type":"number"},"maxItems":3}}})");
   auto compiled = std::make_shared<const SchemaNode>(compile_schema(schema));
   std::mt19937 rng(7);
@@ -141,6 +152,40 @@ TEST(JsonSchema, RandomWalksOverDemoVocab) {
       c.accept(ok[std::uniform_int_distribution<size_t>(0, ok.size() - 1)(rng)]);
       ++used;
     }
+    json v;
+    ASSERT_NO_THROW(v = json::parse(c.text())) << c.text();
+    std::string why;
+    EXPECT_TRUE(validate(v, schema, &why)) << c.text() << ": " << why;
+  }
+}
+
+// Greedy decoding with the demo model's own logits under the mask: the model's favourite
+// continuation of a code prompt, forced into the schema, parses and validates.
+TEST(JsonSchema, GreedyDecodeOnDemoModel) {
+  const auto dir = testing::source_dir() / "models" / "demo";
+  auto model = models::Model::load(dir);
+  auto tok = engine::load_model_tokenizer(dir);
+  ThreadPool pool(2);
+  auto vocab = std::make_shared<const VocabBytes>(*tok);
+  const json schema =
+      json::parse(R"({"type":"object","properties":{"name":{"type":"string","maxLength":12},
+      "size":{"type":"integer"},"kind":{"enum":["int","float"]}},"required":["name"]})");
+  auto compiled = std::make_shared<const SchemaNode>(compile_schema(schema));
+  for (const char* prompt :
+       {"# Parameters of load_file as JSON\nparams = ", "def f(x):\n    return "}) {
+    const int64_t budget = 40;
+    JsonConstraint c(compiled, vocab, budget);
+    auto ids = tok->encode(prompt, true);
+    const auto V = static_cast<size_t>(model->vocab_size());
+    for (int64_t step = 0; step < budget && !c.complete(); ++step) {
+      auto logits = testing::logits_all(*model, ids, pool);
+      std::span<float> last(logits.data() + (ids.size() - 1) * V, V);
+      c.mask(last);
+      const int32_t t = engine::argmax(last);
+      c.accept(t);
+      ids.push_back(t);
+    }
+    ASSERT_TRUE(c.complete()) << c.text();
     json v;
     ASSERT_NO_THROW(v = json::parse(c.text())) << c.text();
     std::string why;

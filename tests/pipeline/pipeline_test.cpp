@@ -19,8 +19,10 @@ namespace {
 using nlohmann::json;
 
 struct Demo {
-  std::unique_ptr<models::Model> model = models::Model::load(testing::source_dir() / "models" / "demo");
-  std::unique_ptr<tokenizer::Tokenizer> tok = engine::load_model_tokenizer(testing::source_dir() / "models" / "demo");
+  std::unique_ptr<models::Model> model =
+      models::Model::load(testing::source_dir() / "models" / "demo");
+  std::unique_ptr<tokenizer::Tokenizer> tok =
+      engine::load_model_tokenizer(testing::source_dir() / "models" / "demo");
   ThreadPool pool{2};
   std::unique_ptr<engine::Engine> engine =
       std::make_unique<engine::Engine>(*model, tok.get(), engine::EngineOptions{}, pool);
@@ -39,8 +41,9 @@ Demo& demo() {
 }
 
 PipelineConfig pipeline_from(const std::string& steps_yaml, const std::string& extra = "") {
-  const std::string text = "models:\n  - {name: demo, path: /m}\npipelines:\n  - name: p\n    model: demo\n" + extra +
-                           "    steps:\n" + steps_yaml;
+  const std::string text =
+      "models:\n  - {name: demo, path: /m}\npipelines:\n  - name: p\n    model: demo\n" + extra +
+      "    steps:\n" + steps_yaml;
   return parse_config_text(text, "test.yaml").pipelines.at(0);
 }
 
@@ -62,9 +65,16 @@ TEST(Pipeline, ExtractAlwaysValidates) {
       "          required: [name, n]\n");
   Pipeline p(cfg, demo().handle(), 1);
   const json schema = cfg.steps[0].schema;
-  const char* topics[] = {"Return the shape of the array", "Load a file from disk", "Parse the config string",
-                          "Compute the mean of values", "Open a socket", "Sort the list in place",
-                          "Convert the tensor to float", "Split the text into words", "Read the image", "Count items"};
+  const char* topics[] = {"Return the shape of the array",
+                          "Load a file from disk",
+                          "Parse the config string",
+                          "Compute the mean of values",
+                          "Open a socket",
+                          "Sort the list in place",
+                          "Convert the tensor to float",
+                          "Split the text into words",
+                          "Read the image",
+                          "Count items"};
   constexpr int kRuns = 100;
   std::vector<json> outs(kRuns);
   std::vector<std::string> errors(kRuns);
@@ -134,7 +144,8 @@ TEST(Pipeline, ClassifyMatchesDirectComputation) {
   double z = 0;
   for (double v : ll) z += std::exp(v - mx);
   for (size_t i = 0; i < labels.size(); ++i) {
-    EXPECT_NEAR(r.output["probabilities"][labels[i]].get<double>(), std::exp(ll[i] - mx) / z, 2e-3) << labels[i];
+    EXPECT_NEAR(r.output["probabilities"][labels[i]].get<double>(), std::exp(ll[i] - mx) / z, 2e-3)
+        << labels[i];
   }
   EXPECT_EQ(r.steps["kind"], r.output);
 }
@@ -154,8 +165,9 @@ TEST(Pipeline, MapReduceTwentyContexts) {
   std::string doc;
   for (int i = 0; demo().tok->encode(doc, false).size() < static_cast<size_t>(20 * ctx); ++i) {
     for (int j = 0; j < 50; ++j) {
-      doc += "def function_" + std::to_string(i * 50 + j) + "(x, y):\n    \"\"\"Return the sum of x and y as a " +
-             (j % 2 ? "float" : "tensor") + " with shape " + std::to_string(j) + ".\"\"\"\n    return x + y\n\n";
+      doc += "def function_" + std::to_string(i * 50 + j) +
+             "(x, y):\n    \"\"\"Return the sum of x and y as a " + (j % 2 ? "float" : "tensor") +
+             " with shape " + std::to_string(j) + ".\"\"\"\n    return x + y\n\n";
     }
   }
   RunResult r = p.run(json{{"document", doc}});
@@ -219,7 +231,8 @@ TEST(Pipeline, TooLongIs413) {
   }
   // Over the model's context without a pipeline limit.
   PipelineConfig open = pipeline_from(
-      "      - {name: text, type: generate, chat: false, prompt: \"{{ input }}\", max_tokens: 4}\n");
+      "      - {name: text, type: generate, chat: false, prompt: \"{{ input }}\", max_tokens: "
+      "4}\n");
   Pipeline q(open, demo().handle(), 1);
   std::string longer;
   for (int i = 0; i < 20; ++i) longer += text;
@@ -235,7 +248,8 @@ TEST(Pipeline, TooLongIs413) {
 TEST(Pipeline, ChatMessagesAndCancel) {
   PipelineConfig cfg = pipeline_from("      - {name: reply, type: generate, max_tokens: 4}\n");
   Pipeline p(cfg, demo().handle(), 1);
-  RunResult r = p.run(json{{"messages", json::array({{{"role", "user"}, {"content", "def add(a, b):"}}})}});
+  RunResult r =
+      p.run(json{{"messages", json::array({{{"role", "user"}, {"content", "def add(a, b):"}}})}});
   EXPECT_TRUE(r.output["text"].is_string());
   EXPECT_GT(r.prompt_tokens, 0);
   std::atomic<bool> cancelled{true};
