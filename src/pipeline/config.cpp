@@ -415,7 +415,14 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
       r.fail(sc, p, "the top level must be {type: object, properties: ...}");
     }
     try {
-      (void)compile_schema(s.schema);
+      const SchemaNode node = compile_schema(s.schema);
+      // The decoder closes the value in time when it may spend a token per byte.
+      if (s.max_tokens < node.min_bytes) {
+        r.fail(n["max_tokens"] ? n["max_tokens"] : n, key_path(path, "max_tokens"),
+               "must be at least " + std::to_string(node.min_bytes) +
+                   " for this schema (the bytes of its shortest JSON; got " +
+                   std::to_string(s.max_tokens) + ")");
+      }
     } catch (const SchemaError& e) {
       std::string sub;
       for (const auto& w : e.where()) sub += (!w.empty() && w[0] == '[') ? w : "." + w;

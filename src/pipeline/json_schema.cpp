@@ -548,21 +548,29 @@ JsonConstraint::JsonConstraint(std::shared_ptr<const SchemaNode> schema,
       remaining_(max_tokens) {}
 
 std::vector<int32_t> JsonConstraint::allowed() {
-  std::vector<int32_t> out;
-  std::vector<int32_t> fits;  // allowed and still closable within the budget
+  // Tokens that keep the value closable within the budget (counting a byte per token, as a
+  // byte-level vocabulary can always spell the rest one byte at a time). When none does
+  // (a budget that was short from the start), those that get closest to the end.
+  std::vector<int32_t> fits, closest;
+  int64_t best = std::numeric_limits<int64_t>::max();
   for (int b = 0; b < 256; ++b) {
     scratch_ = matcher_;
     if (!scratch_.feed(static_cast<uint8_t>(b))) continue;
     for (int32_t id : vocab_->starting_with(static_cast<uint8_t>(b))) {
       scratch_ = matcher_;
       if (!scratch_.feed(vocab_->bytes(id))) continue;
-      out.push_back(id);
-      if (scratch_.min_close() <= remaining_ - 1) fits.push_back(id);
+      const int64_t left = scratch_.min_close();
+      if (left <= remaining_ - 1) fits.push_back(id);
+      if (left < best) {
+        best = left;
+        closest.clear();
+      }
+      if (left == best) closest.push_back(id);
     }
   }
-  if (!fits.empty()) out.swap(fits);
+  std::vector<int32_t>& out = fits.empty() ? closest : fits;
   std::sort(out.begin(), out.end());
-  return out;
+  return std::move(out);
 }
 
 void JsonConstraint::mask(std::span<float> logits) {

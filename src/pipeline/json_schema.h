@@ -120,7 +120,7 @@ class JsonConstraint : public engine::Constraint {
   bool complete() const override { return matcher_.done(); }
   // The bytes accepted so far.
   const std::string& text() const { return text_; }
-  // Tokens allowed next (what mask() keeps), for tests.
+  // Tokens allowed next (what mask() keeps), sorted.
   std::vector<int32_t> allowed();
 
  private:

@@ -193,7 +193,17 @@ INSTANTIATE_TEST_SUITE_P(
                           "            v: {anyOf: [{type: string}, {type: integer}]}\n",
                           12, "pipelines[0].steps[0].schema.properties.v.anyOf",
                           "unsupported keyword 'anyOf'"},
-                      Bad{"bad_class",
+                      Bad{"extract_budget",
+            "pipelines:\n"
+            "  - name: a\n"
+            "    model: demo\n"
+            "    steps:\n"
+            "      - type: extract\n"
+            "        prompt: \"{{ input }}\"\n"
+            "        max_tokens: 8\n"
+            "        schema: {type: object, properties: {name: {type: string}}}\n",
+            9, "pipelines[0].steps[0].max_tokens", "must be at least 11"},
+        Bad{"bad_class",
                           "pipelines:\n"
                           "  - name: a\n"
                           "    model: demo\n"

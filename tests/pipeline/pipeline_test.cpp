@@ -53,7 +53,7 @@ TEST(Pipeline, ExtractAlwaysValidates) {
       "        type: extract\n"
       "        chat: false\n"
       "        prompt: \"# {{ input }}\\nparams = \"\n"
-      "        max_tokens: 40\n"
+      "        max_tokens: 64\n"
       "        schema:\n"
       "          type: object\n"
       "          properties:\n"
