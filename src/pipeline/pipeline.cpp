@@ -218,8 +218,9 @@ struct Run {
     if (cfg.max_input_tokens > 0) lim = std::min(lim, cfg.max_input_tokens);
     return lim;
   }
-  void check_length(int64_t n, const std::string& field) const {
-    const int64_t lim = prompt_limit();
+  // `reserve`: output tokens the step cannot do without (an extract's shortest JSON).
+  void check_length(int64_t n, const std::string& field, int64_t reserve = 0) const {
+    const int64_t lim = std::min(prompt_limit(), model.max_context - std::max<int64_t>(1, reserve));
     if (n > lim) {
       throw InputError(413, field,
                        "the input is " + std::to_string(n) + " tokens; pipeline '" + cfg.name +
@@ -537,7 +538,7 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
       case StepKind::kExtract: {
         run.check_inputs(st.prompt, {});
         auto prompt = run.prompt_ids(run.render(st.prompt), s.chat);
-        run.check_length(static_cast<int64_t>(prompt.size()), "input");
+        run.check_length(static_cast<int64_t>(prompt.size()), "input", st.schema->min_bytes);
         StepConfig es = s;
         es.stop.clear();  // a stop string could cut the JSON
         auto o = run.request(std::move(prompt), es);

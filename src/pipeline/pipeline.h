@@ -44,8 +44,10 @@ struct ModelHandle {
 };
 
 struct RunResult {
-  // generate, map_reduce: {"text": "..."}; classify: {"label": "...", "probabilities":
-  // {"label": p, ...}}; extract: {"json": {...}}. Always the last step's output.
+  // generate: {"text": "..."}; map_reduce: {"text": "...", "chunks": N, "reduce_rounds": R};
+  // classify: {"label": "...", "probabilities": {"label": p, ...}}; extract: {"json": {...}}.
+  // Always the last step's output. Later templates see a step's output under its name as
+  // the text (generate, map_reduce), the label (classify) or the JSON value (extract).
   nlohmann::json output;
   nlohmann::json steps = nlohmann::json::object();  // every step's output by step name
   std::string finish_reason = "stop";                // of the last engine request
