@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -355,13 +356,18 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
     s.max_tokens = r.integer(n["max_tokens"], key_path(path, "max_tokens"));
     r.check(s.max_tokens >= 1, n["max_tokens"], key_path(path, "max_tokens"), ">= 1", s.max_tokens);
   }
-  auto fnum = [&](const char* key, float& out) {
-    if (n[key]) out = static_cast<float>(r.num(n[key], key_path(path, key)));
+  auto fnum = [&](const char* key, float& out, double lo, bool lo_open, double hi,
+                  const char* rule) {
+    if (!n[key]) return;
+    const double v = r.num(n[key], key_path(path, key));
+    r.check((lo_open ? v > lo : v >= lo) && v <= hi, n[key], key_path(path, key), rule, v);
+    out = static_cast<float>(v);
   };
-  fnum("temperature", s.sampling.temperature);
-  fnum("top_p", s.sampling.top_p);
-  fnum("min_p", s.sampling.min_p);
-  fnum("repetition_penalty", s.sampling.repetition_penalty);
+  const double inf = std::numeric_limits<double>::infinity();
+  fnum("temperature", s.sampling.temperature, 0, false, 100, "in 0..100");
+  fnum("top_p", s.sampling.top_p, 0, true, 1, "in (0, 1]");
+  fnum("min_p", s.sampling.min_p, 0, false, 1, "in 0..1");
+  fnum("repetition_penalty", s.sampling.repetition_penalty, 0, true, inf, "> 0");
   if (n["top_k"]) {
     const int64_t k = r.integer(n["top_k"], key_path(path, "top_k"));
     r.check(k >= 0 && k <= 1 << 20, n["top_k"], key_path(path, "top_k"), ">= 0", k);

@@ -194,16 +194,24 @@ INSTANTIATE_TEST_SUITE_P(
                           12, "pipelines[0].steps[0].schema.properties.v.anyOf",
                           "unsupported keyword 'anyOf'"},
                       Bad{"extract_budget",
-            "pipelines:\n"
-            "  - name: a\n"
-            "    model: demo\n"
-            "    steps:\n"
-            "      - type: extract\n"
-            "        prompt: \"{{ input }}\"\n"
-            "        max_tokens: 8\n"
-            "        schema: {type: object, properties: {name: {type: string}}}\n",
-            9, "pipelines[0].steps[0].max_tokens", "must be at least 11"},
-        Bad{"bad_class",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: extract\n"
+                          "        prompt: \"{{ input }}\"\n"
+                          "        max_tokens: 8\n"
+                          "        schema: {type: object, properties: {name: {type: string}}}\n",
+                          9, "pipelines[0].steps[0].max_tokens", "must be at least 11"},
+                      Bad{"negative_temperature",
+                          "pipelines:\n"
+                          "  - name: a\n"
+                          "    model: demo\n"
+                          "    steps:\n"
+                          "      - type: generate\n"
+                          "        temperature: -1\n",
+                          8, "pipelines[0].steps[0].temperature", "must be in 0..100 (got -1)"},
+                      Bad{"bad_class",
                           "pipelines:\n"
                           "  - name: a\n"
                           "    model: demo\n"
