@@ -178,6 +178,30 @@ TEST(Pipeline, MapReduceTwentyContexts) {
   EXPECT_GT(r.completion_tokens, 0);
 }
 
+// A small context (the pipeline's view of the model) forces summaries into several reduce
+// rounds.
+TEST(Pipeline, MapReduceHierarchical) {
+  PipelineConfig cfg = pipeline_from(
+      "      - name: summary\n"
+      "        type: map_reduce\n"
+      "        chat: false\n"
+      "        map_prompt: \"# Summarize:\\n{{ chunk }}\\n# Summary:\"\n"
+      "        reduce_prompt: \"# Combine:\\n{{ summaries }}\\n# Summary:\"\n"
+      "        overlap_tokens: 8\n"
+      "        max_tokens: 8\n");
+  ModelHandle h = demo().handle();
+  h.max_context = 96;
+  Pipeline p(cfg, h, 2);
+  std::string doc;
+  for (int i = 0; i < 60; ++i)
+    doc += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n\n";
+  RunResult r = p.run(json{{"input", doc}});
+  EXPECT_GE(r.output["chunks"].get<int64_t>(), 8);
+  EXPECT_GE(r.output["reduce_rounds"].get<int64_t>(), 2);
+  EXPECT_TRUE(r.output["text"].is_string());
+  EXPECT_EQ(r.steps["summary"], r.output);
+}
+
 TEST(Pipeline, MissingAndWrongFields) {
   PipelineConfig cfg = pipeline_from(
       "      - name: text\n"
