@@ -241,8 +241,26 @@ struct Run {
     return o;
   }
 
-  // Submits all, then waits for all. Engine refusals propagate after the rest are cancelled.
+  // Runs the requests in waves of kWave (so a document of hundreds of chunks does not fill
+  // the engine's queue), each wave submitted at once so the scheduler batches it.
+  static constexpr size_t kWave = 64;
   std::vector<Done> run_all(std::vector<engine::RequestOptions> opts) {
+    std::vector<Done> all;
+    all.reserve(opts.size());
+    for (size_t i = 0; i < opts.size(); i += kWave) {
+      std::vector<engine::RequestOptions> wave(
+          std::make_move_iterator(opts.begin() + static_cast<std::ptrdiff_t>(i)),
+          std::make_move_iterator(opts.begin() +
+                                  static_cast<std::ptrdiff_t>(std::min(opts.size(), i + kWave))));
+      auto done = run_wave(std::move(wave));
+      if (was_cancelled) return {};
+      for (auto& d : done) all.push_back(std::move(d));
+    }
+    return all;
+  }
+
+  // Submits all, then waits for all. Engine refusals propagate after the rest are cancelled.
+  std::vector<Done> run_wave(std::vector<engine::RequestOptions> opts) {
     std::vector<std::shared_ptr<engine::Request>> reqs;
     reqs.reserve(opts.size());
     auto cancel_all = [&] {
