@@ -1,30 +1,35 @@
 #include "engine/engine.h"
 
+#include <algorithm>
+
 #include "base/log.h"
 
 namespace tandem::engine {
 
 Engine::Engine(const models::Model& model, const tokenizer::Tokenizer* tok, EngineOptions opts,
                ThreadPool& pool)
-    : sched_(model, tok, opts.scheduler, pool),
+    : sched_(model, tok, opts.scheduler, pool, opts.policy),
+      driver_(opts.driver),
       max_waiting_(opts.max_waiting),
       max_context_(sched_.max_context()) {
   stats_ = sched_.stats();
-  thread_ = std::thread([this] { loop(); });
+  if (driver_ == nullptr) thread_ = std::thread([this] { loop(); });
 }
 
 Engine::~Engine() {
+  if (driver_ != nullptr) driver_->detach(this);
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
   for (auto& r : inbox_) r->finish(FinishReason::kCancelled, "the engine stopped");
 }
 
 std::shared_ptr<Request> Engine::submit(RequestOptions o) {
   sched_.validate(o);  // reads only immutable state
+  const int32_t tenant = o.tenant;
   auto r = std::make_shared<Request>(std::move(o));
   {
     std::lock_guard lock(mu_);
@@ -34,10 +39,36 @@ std::shared_ptr<Request> Engine::submit(RequestOptions o) {
           "too many requests are queued (" + std::to_string(max_waiting_) + "); retry later",
           false);
     }
+    auto lim = tenant_max_waiting_.find(tenant);
+    if (lim != tenant_max_waiting_.end()) {
+      const int64_t queued = tenant_waiting_[tenant] + tenant_inbox_[tenant];
+      if (queued >= lim->second) {
+        throw Overloaded("too many requests of this pipeline are queued (" +
+                             std::to_string(lim->second) + "); retry later",
+                         false);
+      }
+    }
     inbox_.push_back(r);
+    ++tenant_inbox_[tenant];
   }
-  cv_.notify_all();
+  if (driver_ != nullptr) {
+    driver_->wake();
+  } else {
+    cv_.notify_all();
+  }
   return r;
+}
+
+void Engine::set_tenant_max_waiting(int32_t tenant, int64_t n) {
+  std::lock_guard lock(mu_);
+  tenant_max_waiting_[tenant] = n;
+}
+
+int64_t Engine::tenant_waiting(int32_t tenant) const {
+  std::lock_guard lock(mu_);
+  auto a = tenant_waiting_.find(tenant);
+  auto b = tenant_inbox_.find(tenant);
+  return (a == tenant_waiting_.end() ? 0 : a->second) + (b == tenant_inbox_.end() ? 0 : b->second);
 }
 
 void Engine::stop_accepting() {
@@ -50,12 +81,30 @@ void Engine::cancel_all() {
     std::lock_guard lock(mu_);
     cancel_all_ = true;
   }
-  cv_.notify_all();
+  if (driver_ != nullptr) {
+    driver_->wake();
+  } else {
+    cv_.notify_all();
+  }
 }
 
 bool Engine::idle() const {
   std::lock_guard lock(mu_);
   return inbox_.empty() && in_scheduler_ == 0;
+}
+
+bool Engine::has_work() const {
+  std::lock_guard lock(mu_);
+  return !inbox_.empty() || in_scheduler_ > 0 || cancel_all_;
+}
+
+std::vector<int32_t> Engine::active_tenants() const {
+  std::lock_guard lock(mu_);
+  std::vector<int32_t> out = active_;
+  for (const auto& [t, n] : tenant_inbox_) {
+    if (n > 0 && std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+  }
+  return out;
 }
 
 EngineStats Engine::stats() const {
@@ -65,39 +114,53 @@ EngineStats Engine::stats() const {
   return s;
 }
 
+void Engine::refresh_locked() {
+  stats_ = sched_.stats();
+  in_scheduler_ = stats_.running + stats_.waiting;
+  tenant_waiting_ = sched_.waiting_by_tenant();
+  active_ = sched_.active_tenants();
+}
+
+bool Engine::run_step() {
+  std::vector<std::shared_ptr<Request>> incoming;
+  {
+    std::lock_guard lock(mu_);
+    incoming.swap(inbox_);
+    tenant_inbox_.clear();
+    if (cancel_all_) {
+      for (auto& r : incoming) r->cancel();
+      sched_.cancel_all();
+    }
+  }
+  for (auto& r : incoming) {
+    try {
+      sched_.add(r);
+    } catch (const std::exception& e) {
+      r->finish(FinishReason::kError, e.what());
+    }
+  }
+  bool ran = false;
+  try {
+    ran = sched_.step();
+  } catch (const std::exception& e) {
+    // A bug, not bad input: report it and keep serving.
+    log::error(std::string("engine step failed: ") + e.what());
+  }
+  std::lock_guard lock(mu_);
+  refresh_locked();
+  if (!sched_.has_work()) cancel_all_ = false;
+  return ran;
+}
+
 void Engine::loop() {
   for (;;) {
-    std::vector<std::shared_ptr<Request>> incoming;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || sched_.has_work(); });
       if (stop_) return;
-      incoming.swap(inbox_);
-      if (cancel_all_) {
-        for (auto& r : incoming) r->cancel();
-        sched_.cancel_all();
-      }
     }
-    for (auto& r : incoming) {
-      try {
-        sched_.add(r);
-      } catch (const std::exception& e) {
-        r->finish(FinishReason::kError, e.what());
-      }
-    }
-    try {
-      // Nothing could run although work is queued (e.g. every block held): do not spin.
-      if (!sched_.step() && sched_.has_work())
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    } catch (const std::exception& e) {
-      // A bug, not bad input: report it and keep serving.
-      log::error(std::string("engine step failed: ") + e.what());
-    }
-    {
-      std::lock_guard lock(mu_);
-      stats_ = sched_.stats();
-      in_scheduler_ = stats_.running + stats_.waiting;
-    }
+    // Nothing could run although work is queued (e.g. every block held): do not spin.
+    if (!run_step() && sched_.has_work()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 

@@ -1,11 +1,14 @@
-// One model's serving engine: a Scheduler driven by its own thread. Any
-// thread may submit requests; the engine thread moves them into the scheduler
-// between steps and runs steps while there is work. Several engines (one per
-// served model) share one ThreadPool, whose callers are serialized.
+// One model's serving engine: a Scheduler driven by its own thread, or by a
+// device's executor (runtime/executor.h) that interleaves the steps of all the
+// engines on that device. Any thread may submit requests; the stepping thread
+// moves them into the scheduler between steps and runs steps while there is
+// work. Several engines (one per served model) share one ThreadPool, whose
+// callers are serialized.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,9 +30,23 @@ class Overloaded : public Error {
   bool draining_;
 };
 
+class Engine;
+
+// Runs engines' steps on its own thread (runtime::Executor).
+class EngineDriver {
+ public:
+  virtual ~EngineDriver() = default;
+  // An engine has new work. Any thread.
+  virtual void wake() = 0;
+  // The engine is being destroyed: wait for its step in progress and forget it.
+  virtual void detach(Engine* e) = 0;
+};
+
 struct EngineOptions {
   SchedulerOptions scheduler;
-  int64_t max_waiting = 256;  // queued requests beyond which submit() refuses
+  int64_t max_waiting = 256;      // queued requests beyond which submit() refuses
+  SharePolicy* policy = nullptr;  // tenants' ranks and quotas; outlives the engine
+  EngineDriver* driver = nullptr; // null: the engine steps itself on its own thread
 };
 
 class Engine {
@@ -50,11 +67,25 @@ class Engine {
   bool idle() const;
   int64_t max_context() const { return max_context_; }
   EngineStats stats() const;
+  // Queued requests of `tenant` beyond which submit() refuses (on top of max_waiting).
+  void set_tenant_max_waiting(int32_t tenant, int64_t n);
+  // Requests of `tenant` queued (not yet running). Any thread.
+  int64_t tenant_waiting(int32_t tenant) const;
+
+  // Driver side (with EngineOptions::driver): one step, after moving submitted requests into
+  // the scheduler. Returns false when there was nothing to run. One thread at a time.
+  bool run_step();
+  // Work is submitted, queued or running. Any thread.
+  bool has_work() const;
+  // Tenants with requests submitted, queued or running, as of the last step. Any thread.
+  std::vector<int32_t> active_tenants() const;
 
  private:
   void loop();
+  void refresh_locked();
 
   Scheduler sched_;
+  EngineDriver* driver_;
   int64_t max_waiting_;
   int64_t max_context_;
   mutable std::mutex mu_;
@@ -66,6 +97,10 @@ class Engine {
   bool stop_ = false;
   bool cancel_all_ = false;
   EngineStats stats_;
+  std::map<int32_t, int64_t> tenant_max_waiting_;
+  std::map<int32_t, int64_t> tenant_waiting_;  // in the scheduler's queue, as of the last step
+  std::map<int32_t, int64_t> tenant_inbox_;    // submitted, not yet in the scheduler
+  std::vector<int32_t> active_;
   std::thread thread_;
 };
 

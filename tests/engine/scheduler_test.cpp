@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "base/error.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/model_tokenizer.h"
+#include "models/logits_util.h"
 #include "test_util.h"
 
 namespace tandem {
@@ -254,6 +257,90 @@ TEST(Scheduler, RejectsRequestsThatCanNeverRun) {
   Result res = collect(*r);
   EXPECT_EQ(res.reason, FinishReason::kLength);
   EXPECT_EQ(res.ids.size(), 4u);
+}
+
+TEST(Scheduler, PromptLogprobsMatchTheModelsLogitsEvenInChunksAndBesidePrefixHits) {
+  const auto prompt = prompt_of(5, 45);
+  const auto V = static_cast<size_t>(demo().model->vocab_size());
+  const auto all = testing::logits_all(*demo().model, prompt, demo().pool);
+  auto expect_lp = [&](size_t target) {
+    const float* row = all.data() + (target - 1) * V;
+    double mx = row[0], sum = 0;
+    for (size_t v = 0; v < V; ++v) mx = std::max<double>(mx, row[v]);
+    for (size_t v = 0; v < V; ++v) sum += std::exp(row[v] - mx);
+    return row[prompt[target]] - (mx + std::log(sum));
+  };
+  SchedulerOptions so;
+  so.max_batch_tokens = 16;  // the prompt goes in chunks
+  Scheduler s(*demo().model, nullptr, so, demo().pool);
+  // The same prompt first without scoring, so its full blocks are cached: the scored run
+  // must still compute the positions it scores.
+  s.add(make(prompt, 1));
+  run_all(s);
+  for (int64_t from : {1, 20, 44}) {
+    RequestOptions o;
+    o.prompt = prompt;
+    o.max_tokens = 0;
+    o.prompt_logprobs_from = from;
+    auto r = std::make_shared<Request>(o);
+    s.add(r);
+    run_all(s);
+    Request::Output out;
+    ASSERT_TRUE(r->wait(std::chrono::milliseconds(0), out));
+    EXPECT_EQ(out.reason, FinishReason::kLength);
+    EXPECT_EQ(out.completion_tokens, 0);
+    ASSERT_EQ(out.prompt_logprobs.size(), prompt.size() - static_cast<size_t>(from));
+    for (size_t i = 0; i < out.prompt_logprobs.size(); ++i) {
+      EXPECT_NEAR(out.prompt_logprobs[i], expect_lp(static_cast<size_t>(from) + i), 2e-3)
+          << "from " << from << " token " << i;
+    }
+  }
+  RequestOptions bad;
+  bad.prompt = prompt;
+  bad.max_tokens = 0;
+  EXPECT_THROW(s.validate(bad), Error);
+  bad.prompt_logprobs_from = 45;
+  EXPECT_THROW(s.validate(bad), Error);
+}
+
+// Allows only the given tokens, in order, then is complete.
+class Sequenced : public engine::Constraint {
+ public:
+  explicit Sequenced(std::vector<int32_t> ids) : ids_(std::move(ids)) {}
+  void mask(std::span<float> logits) override {
+    for (size_t v = 0; v < logits.size(); ++v) {
+      if (static_cast<int32_t>(v) != ids_[pos_] && static_cast<int32_t>(v) != ids_[pos_] + 1)
+        logits[v] = -INFINITY;
+    }
+  }
+  void accept(int32_t t) override {
+    accepted.push_back(t);
+    ++pos_;
+  }
+  bool complete() const override { return pos_ == ids_.size(); }
+  std::vector<int32_t> accepted;
+
+ private:
+  std::vector<int32_t> ids_;
+  size_t pos_ = 0;
+};
+
+TEST(Scheduler, ConstraintMasksEveryTokenAndEndsTheRequestWhenComplete) {
+  Scheduler s(*demo().model, nullptr, {}, demo().pool);
+  auto c = std::make_shared<Sequenced>(std::vector<int32_t>{500, 900, 1300});
+  RequestOptions o;
+  o.prompt = prompt_of(3, 10);
+  o.max_tokens = 50;
+  o.constraint = c;
+  auto r = std::make_shared<Request>(o);
+  s.add(r);
+  run_all(s);
+  Result res = collect(*r);
+  EXPECT_EQ(res.reason, FinishReason::kStop);
+  ASSERT_EQ(res.ids.size(), 3u);
+  EXPECT_EQ(res.ids, c->accepted);
+  const std::vector<int32_t> base{500, 900, 1300};
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(res.ids[i] == base[i] || res.ids[i] == base[i] + 1);
 }
 
 TEST(Engine, ConcurrentSubmittersGetTheirOwnResults) {
