@@ -3,7 +3,7 @@
 // compact JSON text of that tree byte by byte with a stack of frames (a
 // pushdown automaton), and JsonConstraint masks every vocabulary token whose
 // bytes the matcher would refuse. The output has no optional whitespace and
-// lists every property of an object in key order (nlohmann::json sorts keys),
+// lists every property of an object in the schema's order,
 // so it is deterministic in shape and bounded: strings, integers and arrays
 // have length caps (maxLength / maxItems, or defaults), and when the request's
 // token budget runs low only tokens that still leave room to close the value
@@ -63,7 +63,10 @@ struct SchemaNode {
   int64_t min_bytes = 0;              // shortest serialization
 };
 
-// Throws SchemaError. The top level may be any supported schema.
+// Throws SchemaError. The top level may be any supported schema. Object properties are
+// produced in the schema's key order: declared order from an ordered_json (as the config
+// keeps it), sorted from a json.
+SchemaNode compile_schema(const nlohmann::ordered_json& schema);
 SchemaNode compile_schema(const nlohmann::json& schema);
 
 // Byte-level automaton over the compact serialization of a compiled schema. Cheap to copy.

@@ -121,7 +121,9 @@ Pipeline::Pipeline(PipelineConfig cfg, ModelHandle model, int32_t tenant)
     }
     if (s.kind == StepKind::kExtract) {
       try {
-        st.schema = std::make_shared<const SchemaNode>(compile_schema(s.schema));
+        st.schema = std::make_shared<const SchemaNode>(s.ordered_schema.is_null()
+                                                           ? compile_schema(s.schema)
+                                                           : compile_schema(s.ordered_schema));
       } catch (const SchemaError& e) {
         throw ConfigError(where + ": schema." + e.what());
       }

@@ -46,6 +46,25 @@ TEST(JsonSchema, ObjectInKeyOrder) {
   EXPECT_FALSE(done);
 }
 
+TEST(JsonSchema, DeclaredOrderFromOrderedJson) {
+  auto n = compile_schema(nlohmann::ordered_json::parse(
+      R"({"type":"object","properties":{"why":{"type":"string"},"answer":{"type":"integer"}}})"));
+  EXPECT_TRUE(whole(n, R"({"why":"x","answer":1})"));
+  EXPECT_FALSE(accepts(n, R"({"answer")"));
+  // The config keeps the declared order too.
+  ServeConfig c = parse_config_text(R"(
+models: [{name: m, path: /m}]
+pipelines:
+  - name: p
+    model: m
+    steps:
+      - type: extract
+        prompt: x
+        schema: {type: object, properties: {why: {type: string}, answer: {type: integer}}}
+)");
+  EXPECT_EQ(c.pipelines[0].steps[0].ordered_schema["properties"].begin().key(), "why");
+}
+
 TEST(JsonSchema, ScalarsAndEnums) {
   auto n = node(R"({"type":"object","properties":{
       "f":{"type":"number"},"t":{"type":"boolean"},"z":{"type":"null"},
