@@ -432,6 +432,13 @@ bool JsonMatcher::feed(uint8_t c) {
   return false;
 }
 
+int64_t JsonMatcher::string_room() const {
+  if (stack_.empty()) return -1;
+  const Frame& f = stack_.back();
+  if (f.node->kind != SchemaNode::Kind::kString || f.a != 1 || f.c != 0) return -1;
+  return f.node->max_length - f.b;
+}
+
 int64_t JsonMatcher::min_close() const {
   using K = SchemaNode::Kind;
   int64_t total = 0;
@@ -540,6 +547,21 @@ VocabBytes::VocabBytes(const tokenizer::Tokenizer& tok) {
     const auto& b = bytes_[static_cast<size_t>(id)];
     if (!b.empty()) by_first_[static_cast<uint8_t>(b[0])].push_back(id);
   }
+  // Plain content: what a string matcher with room accepts byte for byte.
+  SchemaNode str;
+  str.kind = SchemaNode::Kind::kString;
+  str.max_length = std::numeric_limits<int64_t>::max();
+  plain_.assign(static_cast<size_t>(n), -1);
+  for (int32_t id = 0; id < n; ++id) {
+    const auto& b = bytes_[static_cast<size_t>(id)];
+    if (b.empty()) continue;
+    JsonMatcher m(str);
+    m.feed('"');
+    if (!m.feed(b) || m.string_room() < 0) continue;  // refused, closed or a character cut short
+    int32_t chars = 0;
+    for (char c : b) chars += (static_cast<uint8_t>(c) & 0xC0) != 0x80;
+    plain_[static_cast<size_t>(id)] = chars;
+  }
 }
 
 // ---- the constraint ----
@@ -558,10 +580,21 @@ std::vector<int32_t> JsonConstraint::allowed() {
   // (a budget that was short from the start), those that get closest to the end.
   std::vector<int32_t> fits, closest;
   int64_t best = std::numeric_limits<int64_t>::max();
+  // Inside a string, plain content never brings the end nearer or further: such a token fits
+  // when the state does and the string has room for it.
+  const int64_t room = matcher_.string_room();
+  const bool fast = room >= 0 && matcher_.min_close() <= remaining_ - 1;
   for (int b = 0; b < 256; ++b) {
     scratch_ = matcher_;
     if (!scratch_.feed(static_cast<uint8_t>(b))) continue;
     for (int32_t id : vocab_->starting_with(static_cast<uint8_t>(b))) {
+      if (fast) {
+        const int32_t chars = vocab_->plain_chars(id);
+        if (chars > 0) {
+          if (chars <= room) fits.push_back(id);
+          continue;
+        }
+      }
       scratch_ = matcher_;
       if (!scratch_.feed(vocab_->bytes(id))) continue;
       const int64_t left = scratch_.min_close();

@@ -85,6 +85,8 @@ class JsonMatcher {
   bool done() const { return stack_.empty(); }
   // The value could end here (e.g. after the digits of a top-level number).
   bool can_end() const;
+  // Inside a string with no UTF-8 character half done: how many more characters fit; else -1.
+  int64_t string_room() const;
   // The fewest bytes that complete the value from here.
   int64_t min_close() const;
 
@@ -107,10 +109,15 @@ class VocabBytes {
   const std::string& bytes(int32_t id) const { return bytes_[static_cast<size_t>(id)]; }
   // Token ids whose bytes start with b.
   const std::vector<int32_t>& starting_with(uint8_t b) const { return by_first_[b]; }
+  // The characters of a token that is plain string content (printable ASCII other than '"'
+  // and '\\', or whole UTF-8 characters); -1 for any other token. Lets the mask pass such
+  // tokens inside a string without walking their bytes.
+  int32_t plain_chars(int32_t id) const { return plain_[static_cast<size_t>(id)]; }
 
  private:
   std::vector<std::string> bytes_;
   std::array<std::vector<int32_t>, 256> by_first_;
+  std::vector<int32_t> plain_;
 };
 
 class JsonConstraint : public engine::Constraint {

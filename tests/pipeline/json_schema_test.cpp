@@ -178,6 +178,46 @@ TEST(JsonSchema, RandomWalksOverDemoVocab) {
   }
 }
 
+// The mask's shortcuts (first-byte buckets, plain string content) give exactly what walking
+// every token's bytes gives, along random walks with tight and loose budgets.
+TEST(JsonSchema, MaskMatchesBruteForce) {
+  auto tok = engine::load_model_tokenizer(testing::source_dir() / "models" / "demo");
+  auto vocab = std::make_shared<const VocabBytes>(*tok);
+  const json schema =
+      json::parse(R"({"type":"object","properties":{"s":{"type":"string","minLength":2,
+      "maxLength":5},"t":{"type":"string"},"e":{"enum":["ab","abc"]}}})");
+  auto compiled = std::make_shared<const SchemaNode>(compile_schema(schema));
+  std::mt19937 rng(11);
+  for (int walk = 0; walk < 6; ++walk) {
+    const int64_t budget = walk % 2 ? 30 : 200;
+    JsonConstraint c(compiled, vocab, budget);
+    JsonMatcher state(*compiled);
+    int64_t remaining = budget;
+    while (!c.complete()) {
+      std::vector<int32_t> fits, closest;
+      int64_t best = std::numeric_limits<int64_t>::max();
+      for (int32_t id = 0; id < vocab->size(); ++id) {
+        if (vocab->bytes(id).empty()) continue;
+        JsonMatcher m = state;
+        if (!m.feed(vocab->bytes(id))) continue;
+        const int64_t left = m.min_close();
+        if (left <= remaining - 1) fits.push_back(id);
+        if (left < best) best = left, closest.clear();
+        if (left == best) closest.push_back(id);
+      }
+      const auto want = fits.empty() ? closest : fits;
+      const auto got = c.allowed();
+      ASSERT_EQ(got, want) << c.text();
+      const int32_t t = got[std::uniform_int_distribution<size_t>(0, got.size() - 1)(rng)];
+      c.accept(t);
+      state.feed(vocab->bytes(t));
+      --remaining;
+    }
+    std::string why;
+    EXPECT_TRUE(validate(json::parse(c.text()), schema, &why)) << c.text() << ": " << why;
+  }
+}
+
 // Greedy decoding with the demo model's own logits under the mask: the model's favourite
 // continuation of a code prompt, forced into the schema, parses and validates.
 TEST(JsonSchema, GreedyDecodeOnDemoModel) {
