@@ -188,7 +188,11 @@ struct Run {
       in.add_generation_prompt = true;
       in.bos_token = model.bos_token;
       in.eos_token = model.eos_token;
-      return model.tok->encode(model.chat->render(in), false);
+      try {
+        return model.tok->encode(model.chat->render(in), false);
+      } catch (const Error& e) {
+        throw InputError(400, "", std::string("could not build the prompt: ") + e.what());
+      }
     }
     return model.tok->encode(text, true);
   }

@@ -236,6 +236,37 @@ TEST(Pipeline, MissingAndWrongFields) {
   EXPECT_EQ(req->prompt, demo().tok->encode("# sum: x", true));
 }
 
+// With a chat template, `chat: true` makes the rendered prompt the user message, and a
+// generate step without a prompt renders the input's messages.
+TEST(Pipeline, ChatTemplateWrapsPrompt) {
+  const auto tpl = tokenizer::ChatTemplate::parse(
+      "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+      "{% if add_generation_prompt %}<assistant>{% endif %}");
+  ModelHandle h = demo().handle();
+  h.chat = &tpl;
+  Pipeline p(pipeline_from(
+                 "      - {name: a, type: generate, prompt: \"Q: {{ input }}\", max_tokens: 2}\n"),
+             h, 1);
+  auto r = p.single_request(json{{"input", "x"}});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->prompt, demo().tok->encode("<user>Q: x<assistant>", false));
+  Pipeline q(pipeline_from("      - {name: a, type: generate, max_tokens: 2}\n"), h, 1);
+  auto m =
+      q.single_request(json{{"messages", json::array({{{"role", "system"}, {"content", "s"}},
+                                                      {{"role", "user"}, {"content", "u"}}})}});
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->prompt, demo().tok->encode("<system>s<user>u<assistant>", false));
+  Pipeline two(
+      pipeline_from("      - {name: a, type: generate, max_tokens: 2}\n"
+                    "      - {name: b, type: generate, prompt: \"{{ a }}\", max_tokens: 2}\n"),
+      h, 1);
+  EXPECT_FALSE(two.single_request(json{{"input", "x"}}).has_value());
+  RunResult both = two.run(json{{"input", "x"}});
+  EXPECT_TRUE(both.steps.contains("a"));
+  EXPECT_TRUE(both.steps.contains("b"));
+  EXPECT_EQ(both.output, both.steps["b"]);
+}
+
 TEST(Pipeline, TooLongIs413) {
   PipelineConfig cfg = pipeline_from(
       "      - {name: text, type: generate, chat: false, prompt: \"{{ input }}\", max_tokens: 4}\n",
