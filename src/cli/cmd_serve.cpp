@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <optional>
+#include <set>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -13,12 +15,15 @@
 #include "base/thread_pool.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
+#include "pipeline/config.h"
 #include "server/server.h"
 
 namespace tandem::cli {
 namespace {
 
 struct ServeArgs {
+  std::string config;
+  std::string share_mode;
   std::vector<std::string> models;
   std::string host = "127.0.0.1";
   int port = 8000;
@@ -33,6 +38,7 @@ struct ServeArgs {
   size_t max_body = 8u << 20;
   int read_timeout = 10;
   bool no_prefix_cache = false;
+  std::set<std::string> given;  // flags given on the command line
 };
 
 int serve(const ServeArgs& a) {
@@ -45,19 +51,34 @@ int serve(const ServeArgs& a) {
   // A client that closed its socket must be a failed write, not the end of the process.
   signal(SIGPIPE, SIG_IGN);
 
-  ThreadPool pool(a.threads);
+  std::optional<pipeline::ServeConfig> cfg;
+  if (!a.config.empty()) cfg = pipeline::parse_config(a.config);
+  // Command-line flags given explicitly win over the config file.
+  auto given = [&](const char* flag) { return a.given.count(flag) > 0; };
+  const int threads = cfg && !given("--threads") ? cfg->resources.threads : a.threads;
+  ThreadPool pool(threads);
   server::ServerOptions so;
-  so.host = a.host;
-  so.port = a.port;
-  so.api_key = a.api_key;
+  so.host = cfg && !given("--host") ? cfg->server.host : a.host;
+  so.port = cfg && !given("--port") ? cfg->server.port : a.port;
+  so.api_key = cfg && !given("--api-key") ? cfg->server.api_key : a.api_key;
+  if (cfg) {
+    so.manager.mode = cfg->resources.mode == pipeline::ShareMode::kStatic ? runtime::ShareMode::kStatic
+                                                                          : runtime::ShareMode::kAdaptive;
+    so.manager.control_period_s = cfg->resources.control_period_ms / 1e3;
+    so.manager.window_s = cfg->resources.window_s;
+  }
+  if (!a.share_mode.empty()) {
+    so.manager.mode = a.share_mode == "static" ? runtime::ShareMode::kStatic : runtime::ShareMode::kAdaptive;
+  }
   so.drain_timeout_s = a.drain_timeout;
   so.max_body_bytes = a.max_body;
   so.read_timeout_s = a.read_timeout;
   server::Server srv(so, pool);
   engine::EngineOptions eo;
-  eo.scheduler.max_batch_tokens = a.max_batch_tokens;
-  eo.scheduler.max_running = a.max_running;
-  eo.scheduler.kv_blocks = a.kv_blocks;
+  eo.scheduler.max_batch_tokens =
+      cfg && !given("--max-batch-tokens") ? cfg->resources.max_batch_tokens : a.max_batch_tokens;
+  eo.scheduler.max_running = cfg && !given("--max-running") ? cfg->resources.max_running : a.max_running;
+  eo.scheduler.kv_blocks = cfg && !given("--kv-blocks") ? cfg->resources.kv_blocks : a.kv_blocks;
   eo.scheduler.max_context = a.max_context;
   eo.scheduler.prefix_caching = !a.no_prefix_cache;
   eo.max_waiting = a.max_queue;
@@ -75,6 +96,29 @@ int serve(const ServeArgs& a) {
     srv.add_model(ms, eo);
     log::info("serve: loaded model '" + ms.name + "' from " + ms.path.string());
   }
+  if (cfg) {
+    for (const auto& mc : cfg->models) {
+      server::ModelSpec ms;
+      ms.name = mc.name;
+      ms.path = mc.path;
+      apply_quantize_flag(mc.quantize, ms.load);
+      if (mc.placement == pipeline::Placement::kGpu || mc.placement == pipeline::Placement::kLayers) {
+        throw Error(a.config + ": model '" + mc.name +
+                    "': placement on a GPU needs the CUDA backend, which this build does not have; "
+                    "use placement: cpu or auto");
+      }
+      engine::EngineOptions meo = eo;
+      if (mc.max_context > 0) meo.scheduler.max_context = mc.max_context;
+      srv.add_model(ms, meo);
+      log::info("serve: loaded model '" + ms.name + "' from " + ms.path.string() +
+                (mc.placement == pipeline::Placement::kAuto ? " (placement auto: cpu)" : ""));
+    }
+    for (const auto& pc : cfg->pipelines) {
+      srv.add_pipeline(pc);
+      log::info("serve: pipeline '" + pc.name + "' on model '" + pc.model + "'");
+    }
+  }
+  if (!cfg && a.models.empty()) throw Error("serve: give --config FILE or at least one --model");
   const int port = srv.bind();
   std::fprintf(stderr, "tandem serve: listening on http://%s:%d\n", a.host.c_str(), port);
   std::fflush(stderr);
@@ -101,9 +145,13 @@ int serve(const ServeArgs& a) {
 Runner add_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* c = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
+  c->add_option("--config,-c", a->config,
+                "A tandem.yaml with models, pipelines and resources (see examples/tandem.yaml)");
+  c->add_option("--share-mode", a->share_mode,
+                "How pipelines share the machine: adaptive (default) or static (equal fixed partitions)")
+      ->check(CLI::IsMember({"adaptive", "static"}));
   c->add_option("--model,-m", a->models,
-                "[NAME=]PATH of a model (repeatable); NAME defaults to the folder name")
-      ->required();
+                "[NAME=]PATH of a model (repeatable); NAME defaults to the folder name");
   c->add_option("--host", a->host, "Address to listen on");
   c->add_option("--port,-p", a->port, "Port (0: any free port, printed on stderr)");
   c->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY'");
@@ -126,7 +174,13 @@ Runner add_serve(CLI::App& app) {
   c->add_option("--read-timeout", a->read_timeout, "Seconds a client may stall while sending");
   c->add_flag("--no-prefix-cache", a->no_prefix_cache,
               "Do not reuse KV blocks of shared prompt prefixes");
-  return [a] { return serve(*a); };
+  return [a, c] {
+    for (const char* f : {"--threads", "--host", "--port", "--api-key", "--max-batch-tokens",
+                          "--max-running", "--kv-blocks"}) {
+      if (c->count(f) > 0) a->given.insert(f);
+    }
+    return serve(*a);
+  };
 }
 
 }  // namespace tandem::cli

@@ -17,14 +17,16 @@
 #include "base/log.h"
 #include "engine/model_tokenizer.h"
 #include "models/model.h"
+#include "server/http_util.h"
+#include "server/served.h"
 #include "server/openai_request.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tandem::server {
+using namespace detail;
 namespace {
 
-using Json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
 
 // Models without a chat template of their own (like the demo model) are served
@@ -33,23 +35,8 @@ constexpr const char* kFallbackTemplate =
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}";
 
-std::string dump(const Json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
-std::string random_id(const char* prefix) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device rd;
-  std::string s = prefix;
-  for (int i = 0; i < 24; ++i) s += kHex[rd() % 16];
-  return s;
-}
 
 // The float32 values as little-endian bytes in base64, as OpenAI's encoding_format "base64".
 std::string base64(const std::vector<float>& v) {
@@ -93,28 +80,9 @@ void widen_backlog(int port) {
   }
 }
 
-ApiError api_error(int status, std::string message, std::string type, std::string param = {},
-                   std::string code = {}) {
-  ApiError e;
-  e.status = status;
-  e.message = std::move(message);
-  e.type = std::move(type);
-  e.param = std::move(param);
-  e.code = std::move(code);
-  return e;
-}
 
 }  // namespace
 
-struct Server::Served {
-  std::string name;
-  std::unique_ptr<models::Model> model;
-  std::unique_ptr<tokenizer::Tokenizer> tok;
-  std::optional<tokenizer::ChatTemplate> chat;
-  std::string bos, eos;
-  std::unique_ptr<engine::Engine> engine;  // declared last: stops before the model goes
-  int64_t created = 0;
-};
 
 struct Server::Metrics {
   std::mutex mu;
@@ -125,11 +93,15 @@ Server::Server(ServerOptions opts, ThreadPool& pool)
     : opts_(std::move(opts)),
       pool_(pool),
       http_(std::make_unique<httplib::Server>()),
+      manager_(std::make_unique<runtime::ResourceManager>(opts_.manager)),
+      executor_(std::make_unique<runtime::Executor>("cpu", manager_.get())),
       metrics_(std::make_unique<Metrics>()) {
   routes();
+  pipeline_routes();
 }
 
 Server::~Server() {
+  pipelines_.clear();
   for (auto& m : models_) m->engine.reset();
 }
 
@@ -139,7 +111,7 @@ void Server::add_model(const ModelSpec& spec, const engine::EngineOptions& eo) {
   }
   auto s = std::make_unique<Served>();
   s->name = spec.name;
-  s->model = models::Model::load(spec.path);
+  s->model = models::Model::load(spec.path, spec.load);
   s->tok = engine::load_model_tokenizer(spec.path);
   if (std::filesystem::is_directory(spec.path)) {
     try {
@@ -150,7 +122,17 @@ void Server::add_model(const ModelSpec& spec, const engine::EngineOptions& eo) {
     }
   }
   if (!s->chat) s->chat = tokenizer::ChatTemplate::parse(kFallbackTemplate);
-  s->engine = std::make_unique<engine::Engine>(*s->model, s->tok.get(), eo, pool_);
+  engine::EngineOptions opts = eo;
+  opts.policy = manager_.get();
+  opts.driver = executor_.get();
+  s->engine = std::make_unique<engine::Engine>(*s->model, s->tok.get(), opts, pool_);
+  runtime::TenantSpec t;
+  t.name = spec.name;
+  t.engine = s->engine.get();
+  s->tenant = manager_->add_tenant(t);
+  manager_->set_engine_capacity(s->engine.get(), s->engine->stats().kv_blocks_total,
+                                opts.scheduler.max_running);
+  executor_->add(s->engine.get());
   s->created = unix_now();
   models_.push_back(std::move(s));
 }
@@ -162,20 +144,44 @@ Server::Served* Server::find(const std::string& name) {
   return nullptr;
 }
 
+void Server::add_pipeline(const pipeline::PipelineConfig& cfg) {
+  if (find(cfg.name) != nullptr || find_pipeline(cfg.name) != nullptr) {
+    throw pipeline::ConfigError("pipeline '" + cfg.name + "': the name is taken by a model or pipeline");
+  }
+  Served* m = find(cfg.model);
+  if (m == nullptr) throw pipeline::ConfigError("pipeline '" + cfg.name + "': no model '" + cfg.model + "'");
+  runtime::TenantSpec t;
+  t.name = cfg.name;
+  t.cls = cfg.cls == pipeline::PipelineClass::kBatch ? 1 : 0;
+  t.weight = cfg.weight;
+  t.min_share = cfg.min_share;
+  t.max_share = cfg.max_share;
+  t.ttft_ms = cfg.ttft_ms;
+  t.tpot_ms = cfg.tpot_ms;
+  t.engine = m->engine.get();
+  const int32_t tenant = manager_->add_tenant(t);
+  m->engine->set_tenant_max_waiting(tenant, cfg.max_queue);
+  pipeline::ModelHandle h;
+  h.engine = m->engine.get();
+  h.tok = m->tok.get();
+  h.chat = m->chat ? &*m->chat : nullptr;
+  h.bos_token = m->bos;
+  h.eos_token = m->eos;
+  h.max_context = m->engine->max_context();
+  auto p = std::make_unique<ServedPipeline>();
+  p->name = cfg.name;
+  p->model = m;
+  p->cfg = cfg;
+  p->pipe = std::make_unique<pipeline::Pipeline>(cfg, h, tenant);
+  pipelines_.push_back(std::move(p));
+}
+
 void Server::count(const std::string& model, int status) {
   std::lock_guard lock(metrics_->mu);
   ++metrics_->requests[{model, status}];
 }
 
 
-namespace {
-
-void send_json(httplib::Response& res, int status, const std::string& body) {
-  res.status = status;
-  res.set_content(body, "application/json");
-}
-
-}  // namespace
 
 Server::Served* Server::find_or_404(const std::string& name, httplib::Response& res) {
   Served* m = find(name);
@@ -206,7 +212,7 @@ void Server::routes() {
     auto fail = [&](const ApiError& e) {
       // The body was not read: the connection cannot carry another request.
       res.set_header("Connection", "close");
-      send_json(res, e.status, e.to_json());
+      send_error(res, e);
       count("", e.status);
       return httplib::Server::HandlerResponse::Handled;
     };
@@ -347,22 +353,43 @@ Json bytes_of(const std::string& s) {
 void Server::handle_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
   auto parsed = parse_completion_request(req.body, chat ? Endpoint::kChat : Endpoint::kCompletion);
   if (auto* e = std::get_if<ApiError>(&parsed)) {
-    send_json(res, e->status, e->to_json());
+    send_error(res, *e);
     count("", e->status);
     return;
   }
   const CompletionRequest& r = std::get<CompletionRequest>(parsed);
-  Served* m = find_or_404(r.model, res);
+  // `model` names a served model or a pipeline (whose requests are its tenant's).
+  ServedPipeline* pipe = find_pipeline(r.model);
+  Served* m = pipe != nullptr ? pipeline_model(*pipe) : find_or_404(r.model, res);
   if (m == nullptr) return;
+  const std::string model_name = pipe != nullptr ? r.model : m->name;
   auto reply_error = [&](const ApiError& e) {
-    send_json(res, e.status, e.to_json());
-    count(m->name, e.status);
+    send_error(res, e);
+    count(model_name, e.status);
   };
+  std::optional<engine::RequestOptions> base;  // a pipeline's generate step for this input
+  if (pipe != nullptr) {
+    if (!chat && r.prompt_is_ids) {
+      return reply_error(api_error(400, "a pipeline takes a text prompt, not token ids",
+                                   "invalid_request_error", "prompt"));
+    }
+    try {
+      base = single_request(*pipe, pipeline_input(r, chat));
+    } catch (const pipeline::InputError& e) {
+      return reply_error(api_error(e.status(), e.what(), "invalid_request_error",
+                                   e.field() == "input" && chat ? "messages" : e.field()));
+    } catch (const Error& e) {
+      return reply_error(api_error(400, e.what(), "invalid_request_error"));
+    }
+    if (!base) return pipeline_completion(*pipe, r, chat, res);
+  }
 
   // Prompt ids.
   std::vector<int32_t> prompt;
   try {
-    if (chat) {
+    if (base) {
+      prompt = base->prompt;
+    } else if (chat) {
       tokenizer::ChatRenderInput in;
       in.messages = r.messages;
       in.add_generation_prompt = true;
@@ -414,15 +441,23 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   try {
     for (int32_t i = 0; i < r.n; ++i) {
       engine::RequestOptions o;
+      if (base) {
+        // The pipeline's step sets the sampling; the request may set the length and stops.
+        o = *base;
+        if (!r.max_tokens) max_tokens = std::min(max_tokens, base->max_tokens);
+        if (r.seed) o.sampling.seed = *r.seed + static_cast<uint64_t>(i);
+      } else {
+        o.tenant = m->tenant;
+        o.sampling.temperature = r.temperature;
+        o.sampling.top_p = r.top_p;
+        o.sampling.top_k = r.top_k;
+        o.sampling.min_p = r.min_p;
+        o.sampling.repetition_penalty = r.repetition_penalty;
+        o.sampling.seed = base_seed + static_cast<uint64_t>(i);
+      }
       o.prompt = prompt;
       o.max_tokens = max_tokens;
-      o.sampling.temperature = r.temperature;
-      o.sampling.top_p = r.top_p;
-      o.sampling.top_k = r.top_k;
-      o.sampling.min_p = r.min_p;
-      o.sampling.repetition_penalty = r.repetition_penalty;
-      o.sampling.seed = base_seed + static_cast<uint64_t>(i);
-      o.stop = r.stop;
+      if (!base || !r.stop.empty()) o.stop = r.stop;
       o.ignore_eos = r.ignore_eos;
       o.top_logprobs = r.logprobs ? r.top_logprobs : -1;
       choices[static_cast<size_t>(i)].req = m->engine->submit(std::move(o));
@@ -443,7 +478,6 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
 
   const std::string id = random_id(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = unix_now();
-  const std::string model_name = m->name;
   tokenizer::Tokenizer* tok = m->tok.get();
 
   // Folds new events into a choice; returns the text delta and, for streams, this delta's logprobs.
@@ -645,7 +679,7 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
 void Server::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
   auto parsed = parse_embedding_request(req.body);
   if (auto* e = std::get_if<ApiError>(&parsed)) {
-    send_json(res, e->status, e->to_json());
+    send_error(res, *e);
     count("", e->status);
     return;
   }
@@ -724,7 +758,7 @@ void Server::handle_embeddings(const httplib::Request& req, httplib::Response& r
 void Server::handle_tokenize(const httplib::Request& req, httplib::Response& res) {
   auto parsed = parse_tokenize_request(req.body);
   if (auto* e = std::get_if<ApiError>(&parsed)) {
-    send_json(res, e->status, e->to_json());
+    send_error(res, *e);
     count("", e->status);
     return;
   }
@@ -758,7 +792,7 @@ void Server::handle_tokenize(const httplib::Request& req, httplib::Response& res
 void Server::handle_detokenize(const httplib::Request& req, httplib::Response& res) {
   auto parsed = parse_detokenize_request(req.body);
   if (auto* e = std::get_if<ApiError>(&parsed)) {
-    send_json(res, e->status, e->to_json());
+    send_error(res, *e);
     count("", e->status);
     return;
   }
@@ -861,6 +895,7 @@ std::string Server::metrics_text() {
             [](const engine::EngineStats& s) -> const engine::Histogram& { return s.ttft; });
   histogram("tandem_inter_token_latency_seconds", "Between consecutive tokens of a sequence.",
             [](const engine::EngineStats& s) -> const engine::Histogram& { return s.itl; });
+  o << pipeline_metrics_text();
   return o.str();
 }
 

@@ -1,4 +1,8 @@
-// The HTTP server: OpenAI-compatible routes over one engine per served model.
+// The HTTP server: OpenAI-compatible routes over one engine per served model,
+// and the pipelines configured on top of them (pipeline_routes.cpp). All
+// engines on the CPU are stepped by one executor (runtime/executor.h) under
+// one resource manager: each model's plain requests are a tenant of their own
+// (named after the model), each pipeline is one.
 // cpp-httplib runs each connection on a worker thread; handlers validate the
 // body (openai_request.h), turn it into token ids, submit to the model's
 // engine and wait for (or stream) the results. Nothing a client sends can stop
@@ -12,11 +16,17 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
 #include "engine/engine.h"
+#include "models/model.h"
+#include "pipeline/config.h"
+#include "runtime/executor.h"
+#include "runtime/resource_manager.h"
 
 namespace httplib {
 class Server;
@@ -35,11 +45,13 @@ struct ServerOptions {
   int write_timeout_s = 30;
   double drain_timeout_s = 20;  // SIGTERM: in-flight work gets this long, then is cancelled
   int http_threads = 160;       // connections served at once (each stream holds one)
+  runtime::ManagerOptions manager;  // how the engines share the machine
 };
 
 struct ModelSpec {
   std::string name;
   std::filesystem::path path;
+  models::LoadOptions load;
 };
 
 class Server {
@@ -51,6 +63,10 @@ class Server {
 
   // Loads a model, its tokenizer and chat template and starts its engine.
   void add_model(const ModelSpec& spec, const engine::EngineOptions& eo);
+  // A pipeline over a model added before. Throws pipeline::ConfigError when a step cannot be
+  // built for the model.
+  void add_pipeline(const pipeline::PipelineConfig& cfg);
+  runtime::ResourceManager& manager() { return *manager_; }
   // Binds the listening socket; returns the port. Throws tandem::Error when it cannot.
   int bind();
   // Serves until shutdown() (from another thread) completes.
@@ -61,6 +77,7 @@ class Server {
 
  private:
   struct Served;
+  struct ServedPipeline;
   struct Metrics;
   void routes();
   Served* find(const std::string& name);
@@ -70,13 +87,29 @@ class Server {
   void handle_embeddings(const httplib::Request& req, httplib::Response& res);
   void handle_tokenize(const httplib::Request& req, httplib::Response& res);
   void handle_detokenize(const httplib::Request& req, httplib::Response& res);
+  ServedPipeline* find_pipeline(const std::string& name);
+  Served* pipeline_model(ServedPipeline& p);
+  std::optional<engine::RequestOptions> single_request(ServedPipeline& p,
+                                                       const nlohmann::ordered_json& input);
+  void pipeline_routes();
+  void handle_pipeline(const httplib::Request& req, httplib::Response& res, const std::string& name);
+  void handle_pipeline_list(httplib::Response& res);
+  // A completion whose model is a pipeline that is not a single generate step: run it and
+  // answer in the endpoint's shape (a stream gets the whole text in one chunk).
+  void pipeline_completion(ServedPipeline& p, const struct CompletionRequest& r, bool chat,
+                           httplib::Response& res);
+  std::string pipeline_metrics_text();
   std::string metrics_text();
   void count(const std::string& model, int status);
 
   ServerOptions opts_;
   ThreadPool& pool_;
   std::unique_ptr<httplib::Server> http_;
+  // Declared before the engines: they detach from the executor when destroyed.
+  std::unique_ptr<runtime::ResourceManager> manager_;
+  std::unique_ptr<runtime::Executor> executor_;
   std::vector<std::unique_ptr<Served>> models_;
+  std::vector<std::unique_ptr<ServedPipeline>> pipelines_;
   std::unique_ptr<Metrics> metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> active_{0};  // requests inside a generation handler or stream

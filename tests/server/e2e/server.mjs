@@ -11,8 +11,9 @@ if (!BINARY || !MODEL) {
 // Sanitizer builds start and run several times slower.
 export const SLOW = /asan/.test(path.dirname(BINARY));
 
-export async function startServer(extraArgs = []) {
-  const args = ['serve', '--model', `demo=${MODEL}`, '--port', '0', '--threads', '2', ...extraArgs];
+// `model: false` serves only what extraArgs (e.g. --config) names.
+export async function startServer(extraArgs = [], { model = true } = {}) {
+  const args = ['serve', ...(model ? ['--model', `demo=${MODEL}`] : []), '--port', '0', '--threads', '2', ...extraArgs];
   const proc = spawn(BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
