@@ -202,6 +202,31 @@ TEST(Pipeline, MapReduceHierarchical) {
   EXPECT_EQ(r.steps["summary"], r.output);
 }
 
+// A pipeline whose engine queue share is smaller than its chunk count waits for its own
+// requests to make room; with no room at all the engine's refusal propagates.
+TEST(Pipeline, MapReduceThrottlesToTheQueueAndOverloadPropagates) {
+  PipelineConfig cfg = pipeline_from(
+      "      - name: summary\n"
+      "        type: map_reduce\n"
+      "        chat: false\n"
+      "        map_prompt: \"# Summarize:\\n{{ chunk }}\\n# Summary:\"\n"
+      "        reduce_prompt: \"# Combine:\\n{{ summaries }}\\n# Summary:\"\n"
+      "        overlap_tokens: 8\n"
+      "        max_tokens: 4\n");
+  ModelHandle h = demo().handle();
+  h.max_context = 96;
+  std::string doc;
+  for (int i = 0; i < 40; ++i)
+    doc += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n\n";
+  demo().engine->set_tenant_max_waiting(7, 2);
+  Pipeline p(cfg, h, 7);
+  RunResult r = p.run(json{{"input", doc}});
+  EXPECT_GE(r.output["chunks"].get<int64_t>(), 5);
+  demo().engine->set_tenant_max_waiting(8, 0);
+  Pipeline q(cfg, h, 8);
+  EXPECT_THROW(q.run(json{{"input", doc}}), engine::Overloaded);
+}
+
 TEST(Pipeline, MissingAndWrongFields) {
   PipelineConfig cfg = pipeline_from(
       "      - name: text\n"
