@@ -131,15 +131,17 @@ std::string index_path(const std::string& path, size_t i) {
 }
 
 // YAML -> JSON for schemas: plain scalars take their YAML 1.2 core type, quoted ones stay strings.
-nlohmann::json to_json(const YAML::Node& n) {
+template <typename Json>
+Json to_json(const YAML::Node& n) {
   if (n.IsMap()) {
-    nlohmann::json o = nlohmann::json::object();
-    for (auto it = n.begin(); it != n.end(); ++it) o[it->first.Scalar()] = to_json(it->second);
+    Json o = Json::object();
+    for (auto it = n.begin(); it != n.end(); ++it)
+      o[it->first.Scalar()] = to_json<Json>(it->second);
     return o;
   }
   if (n.IsSequence()) {
-    nlohmann::json a = nlohmann::json::array();
-    for (const auto& e : n) a.push_back(to_json(e));
+    Json a = Json::array();
+    for (const auto& e : n) a.push_back(to_json<Json>(e));
     return a;
   }
   if (!n.IsScalar()) return nullptr;
@@ -416,12 +418,13 @@ StepConfig read_step(const Reader& r, const YAML::Node& n, const std::string& pa
     const std::string p = key_path(path, "schema");
     const YAML::Node sc = n["schema"];
     if (!sc) r.fail(n, path, "an extract step needs a 'schema'");
-    s.schema = to_json(sc);
+    s.schema = to_json<nlohmann::json>(sc);
+    s.ordered_schema = to_json<nlohmann::ordered_json>(sc);
     if (!s.schema.is_object() || s.schema.value("type", nlohmann::json()) != "object") {
       r.fail(sc, p, "the top level must be {type: object, properties: ...}");
     }
     try {
-      const SchemaNode node = compile_schema(s.schema);
+      const SchemaNode node = compile_schema(s.ordered_schema);
       // The decoder closes the value in time when it may spend a token per byte.
       if (s.max_tokens < node.min_bytes) {
         r.fail(n["max_tokens"] ? n["max_tokens"] : n, key_path(path, "max_tokens"),

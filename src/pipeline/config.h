@@ -62,6 +62,8 @@ struct StepConfig {
   std::vector<std::string> labels;
   // extract: a JSON schema (subset enforced by constrained decoding; checked at parse time)
   nlohmann::json schema;
+  // The same with the properties in declared order, which the output follows (null: schema's).
+  nlohmann::ordered_json ordered_schema;
   int line = 0;
 };
 

@@ -11,6 +11,7 @@
 namespace tandem::pipeline {
 
 using nlohmann::json;
+using OJson = nlohmann::ordered_json;
 
 namespace {
 
@@ -43,7 +44,7 @@ bool keyword_allowed(const std::string& type, const std::string& key) {
   return false;
 }
 
-int64_t nonneg_int(const json& s, const char* key, int64_t def, std::vector<std::string>& where) {
+int64_t nonneg_int(const OJson& s, const char* key, int64_t def, std::vector<std::string>& where) {
   auto it = s.find(key);
   if (it == s.end()) return def;
   if (!it->is_number_integer() || it->get<int64_t>() < 0) {
@@ -53,7 +54,7 @@ int64_t nonneg_int(const json& s, const char* key, int64_t def, std::vector<std:
   return it->get<int64_t>();
 }
 
-SchemaNode literal_node(const json& choices, std::vector<std::string>& where, const char* key) {
+SchemaNode literal_node(const OJson& choices, std::vector<std::string>& where, const char* key) {
   SchemaNode n;
   n.kind = SchemaNode::Kind::kLiteral;
   if (!choices.is_array() || choices.empty()) {
@@ -76,7 +77,7 @@ SchemaNode literal_node(const json& choices, std::vector<std::string>& where, co
   return n;
 }
 
-SchemaNode compile_node(const json& s, std::vector<std::string>& where, int depth) {
+SchemaNode compile_node(const OJson& s, std::vector<std::string>& where, int depth) {
   if (depth > kMaxSchemaDepth)
     throw SchemaError(where, "nested deeper than " + std::to_string(kMaxSchemaDepth) + " levels");
   if (!s.is_object()) throw SchemaError(where, "a schema must be an object");
@@ -103,7 +104,7 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
     }
   }
   if (s.contains("const")) {
-    json one = json::array({s["const"]});
+    OJson one = OJson::array({s["const"]});
     SchemaNode n = literal_node(one, where, "const");
     return n;
   }
@@ -112,8 +113,8 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
     if (!type.empty()) {
       for (size_t i = 0; i < s["enum"].size(); ++i) {
         std::string why;
-        json sub = {{"type", type}};
-        if (!validate(s["enum"][i], sub, &why)) {
+        const json sub = {{"type", type}};
+        if (!validate(json(s["enum"][i]), sub, &why)) {
           where.push_back("enum");
           where.push_back("[" + std::to_string(i) + "]");
           throw SchemaError(where, "not of type " + type);
@@ -131,7 +132,7 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
       where.push_back("additionalProperties");
       throw SchemaError(where, "only false is supported");
     }
-    json props = s.value("properties", json::object());
+    OJson props = s.value("properties", OJson::object());
     if (!props.is_object()) {
       where.push_back("properties");
       throw SchemaError(where, "must be a map of property schemas");
@@ -142,7 +143,7 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
         throw SchemaError(where, "must be a list of property names");
       }
       for (size_t i = 0; i < it->size(); ++i) {
-        const json& r = (*it)[i];
+        const OJson& r = (*it)[i];
         if (!r.is_string() || !props.contains(r.get<std::string>())) {
           where.push_back("required");
           where.push_back("[" + std::to_string(i) + "]");
@@ -196,9 +197,9 @@ SchemaNode compile_node(const json& s, std::vector<std::string>& where, int dept
     n.kind = SchemaNode::Kind::kNumber;
     n.min_bytes = 1;
   } else if (type == "boolean") {
-    return literal_node(json::array({true, false}), where, "type");
+    return literal_node(OJson::array({true, false}), where, "type");
   } else {  // null
-    return literal_node(json::array({nullptr}), where, "type");
+    return literal_node(OJson::array({nullptr}), where, "type");
   }
   return n;
 }
@@ -210,9 +211,13 @@ SchemaError::SchemaError(std::vector<std::string> where, const std::string& mess
       where_(std::move(where)),
       detail_(message) {}
 
-SchemaNode compile_schema(const json& schema) {
+SchemaNode compile_schema(const OJson& schema) {
   std::vector<std::string> where;
   return compile_node(schema, where, 0);
+}
+
+SchemaNode compile_schema(const json& schema) {
+  return compile_schema(OJson(schema));
 }
 
 // ---- the automaton ----
@@ -427,6 +432,13 @@ bool JsonMatcher::feed(uint8_t c) {
   return false;
 }
 
+int64_t JsonMatcher::string_room() const {
+  if (stack_.empty()) return -1;
+  const Frame& f = stack_.back();
+  if (f.node->kind != SchemaNode::Kind::kString || f.a != 1 || f.c != 0) return -1;
+  return f.node->max_length - f.b;
+}
+
 int64_t JsonMatcher::min_close() const {
   using K = SchemaNode::Kind;
   int64_t total = 0;
@@ -535,6 +547,21 @@ VocabBytes::VocabBytes(const tokenizer::Tokenizer& tok) {
     const auto& b = bytes_[static_cast<size_t>(id)];
     if (!b.empty()) by_first_[static_cast<uint8_t>(b[0])].push_back(id);
   }
+  // Plain content: what a string matcher with room accepts byte for byte.
+  SchemaNode str;
+  str.kind = SchemaNode::Kind::kString;
+  str.max_length = std::numeric_limits<int64_t>::max();
+  plain_.assign(static_cast<size_t>(n), -1);
+  for (int32_t id = 0; id < n; ++id) {
+    const auto& b = bytes_[static_cast<size_t>(id)];
+    if (b.empty()) continue;
+    JsonMatcher m(str);
+    m.feed('"');
+    if (!m.feed(b) || m.string_room() < 0) continue;  // refused, closed or a character cut short
+    int32_t chars = 0;
+    for (char c : b) chars += (static_cast<uint8_t>(c) & 0xC0) != 0x80;
+    plain_[static_cast<size_t>(id)] = chars;
+  }
 }
 
 // ---- the constraint ----
@@ -553,10 +580,21 @@ std::vector<int32_t> JsonConstraint::allowed() {
   // (a budget that was short from the start), those that get closest to the end.
   std::vector<int32_t> fits, closest;
   int64_t best = std::numeric_limits<int64_t>::max();
+  // Inside a string, plain content never brings the end nearer or further: such a token fits
+  // when the state does and the string has room for it.
+  const int64_t room = matcher_.string_room();
+  const bool fast = room >= 0 && matcher_.min_close() <= remaining_ - 1;
   for (int b = 0; b < 256; ++b) {
     scratch_ = matcher_;
     if (!scratch_.feed(static_cast<uint8_t>(b))) continue;
     for (int32_t id : vocab_->starting_with(static_cast<uint8_t>(b))) {
+      if (fast) {
+        const int32_t chars = vocab_->plain_chars(id);
+        if (chars > 0) {
+          if (chars <= room) fits.push_back(id);
+          continue;
+        }
+      }
       scratch_ = matcher_;
       if (!scratch_.feed(vocab_->bytes(id))) continue;
       const int64_t left = scratch_.min_close();

@@ -3,7 +3,7 @@
 // compact JSON text of that tree byte by byte with a stack of frames (a
 // pushdown automaton), and JsonConstraint masks every vocabulary token whose
 // bytes the matcher would refuse. The output has no optional whitespace and
-// lists every property of an object in key order (nlohmann::json sorts keys),
+// lists every property of an object in the schema's order,
 // so it is deterministic in shape and bounded: strings, integers and arrays
 // have length caps (maxLength / maxItems, or defaults), and when the request's
 // token budget runs low only tokens that still leave room to close the value
@@ -63,7 +63,10 @@ struct SchemaNode {
   int64_t min_bytes = 0;              // shortest serialization
 };
 
-// Throws SchemaError. The top level may be any supported schema.
+// Throws SchemaError. The top level may be any supported schema. Object properties are
+// produced in the schema's key order: declared order from an ordered_json (as the config
+// keeps it), sorted from a json.
+SchemaNode compile_schema(const nlohmann::ordered_json& schema);
 SchemaNode compile_schema(const nlohmann::json& schema);
 
 // Byte-level automaton over the compact serialization of a compiled schema. Cheap to copy.
@@ -82,6 +85,8 @@ class JsonMatcher {
   bool done() const { return stack_.empty(); }
   // The value could end here (e.g. after the digits of a top-level number).
   bool can_end() const;
+  // Inside a string with no UTF-8 character half done: how many more characters fit; else -1.
+  int64_t string_room() const;
   // The fewest bytes that complete the value from here.
   int64_t min_close() const;
 
@@ -104,10 +109,15 @@ class VocabBytes {
   const std::string& bytes(int32_t id) const { return bytes_[static_cast<size_t>(id)]; }
   // Token ids whose bytes start with b.
   const std::vector<int32_t>& starting_with(uint8_t b) const { return by_first_[b]; }
+  // The characters of a token that is plain string content (printable ASCII other than '"'
+  // and '\\', or whole UTF-8 characters); -1 for any other token. Lets the mask pass such
+  // tokens inside a string without walking their bytes.
+  int32_t plain_chars(int32_t id) const { return plain_[static_cast<size_t>(id)]; }
 
  private:
   std::vector<std::string> bytes_;
   std::array<std::vector<int32_t>, 256> by_first_;
+  std::vector<int32_t> plain_;
 };
 
 class JsonConstraint : public engine::Constraint {

@@ -121,7 +121,9 @@ Pipeline::Pipeline(PipelineConfig cfg, ModelHandle model, int32_t tenant)
     }
     if (s.kind == StepKind::kExtract) {
       try {
-        st.schema = std::make_shared<const SchemaNode>(compile_schema(s.schema));
+        st.schema = std::make_shared<const SchemaNode>(s.ordered_schema.is_null()
+                                                           ? compile_schema(s.schema)
+                                                           : compile_schema(s.ordered_schema));
       } catch (const SchemaError& e) {
         throw ConfigError(where + ": schema." + e.what());
       }
@@ -186,7 +188,11 @@ struct Run {
       in.add_generation_prompt = true;
       in.bos_token = model.bos_token;
       in.eos_token = model.eos_token;
-      return model.tok->encode(model.chat->render(in), false);
+      try {
+        return model.tok->encode(model.chat->render(in), false);
+      } catch (const Error& e) {
+        throw InputError(400, "", std::string("could not build the prompt: ") + e.what());
+      }
     }
     return model.tok->encode(text, true);
   }
@@ -241,39 +247,37 @@ struct Run {
     return o;
   }
 
-  // Runs the requests in waves of kWave (so a document of hundreds of chunks does not fill
-  // the engine's queue), each wave submitted at once so the scheduler batches it.
-  static constexpr size_t kWave = 64;
-  std::vector<Done> run_all(std::vector<engine::RequestOptions> opts) {
-    std::vector<Done> all;
-    all.reserve(opts.size());
-    for (size_t i = 0; i < opts.size(); i += kWave) {
-      std::vector<engine::RequestOptions> wave(
-          std::make_move_iterator(opts.begin() + static_cast<std::ptrdiff_t>(i)),
-          std::make_move_iterator(opts.begin() +
-                                  static_cast<std::ptrdiff_t>(std::min(opts.size(), i + kWave))));
-      auto done = run_wave(std::move(wave));
-      if (was_cancelled) return {};
-      for (auto& d : done) all.push_back(std::move(d));
-    }
-    return all;
-  }
-
-  // Submits all, then waits for all. Engine refusals propagate after the rest are cancelled.
-  std::vector<Done> run_wave(std::vector<engine::RequestOptions> opts) {
-    std::vector<std::shared_ptr<engine::Request>> reqs;
-    reqs.reserve(opts.size());
+  // Runs the requests with at most kWindow of them in the engine at once, submitted together
+  // so the scheduler batches them. When the engine refuses one (its queue, or this pipeline's
+  // share of it, is full) while some of ours are still in it, the next of ours to finish
+  // makes room and the submission is tried again: a document of hundreds of chunks throttles
+  // itself instead of failing. A refusal with none of ours in the engine propagates (429).
+  static constexpr size_t kWindow = 64;
+  std::vector<Done> run_all(const std::vector<engine::RequestOptions>& opts) {
+    const size_t n = opts.size();
+    std::vector<std::shared_ptr<engine::Request>> reqs(n);
+    std::vector<Done> out(n);
+    size_t submitted = 0, collected = 0;
     auto cancel_all = [&] {
-      for (auto& r : reqs) r->cancel();
+      for (size_t i = collected; i < submitted; ++i) reqs[i]->cancel();
     };
-    try {
-      for (auto& o : opts) reqs.push_back(model.engine->submit(std::move(o)));
-    } catch (...) {
-      cancel_all();
-      throw;
-    }
-    std::vector<Done> out(reqs.size());
-    for (size_t i = 0; i < reqs.size(); ++i) {
+    while (collected < n) {
+      while (submitted < n && submitted - collected < kWindow) {
+        try {
+          reqs[submitted] = model.engine->submit(opts[submitted]);
+        } catch (const engine::Overloaded& e) {
+          if (submitted == collected || e.draining()) {
+            cancel_all();
+            throw;
+          }
+          break;  // wait for one of ours, then try again
+        } catch (...) {
+          cancel_all();
+          throw;
+        }
+        ++submitted;
+      }
+      const size_t i = collected;
       engine::Request::Output o;
       for (;;) {
         if (stop_requested()) {
@@ -285,6 +289,7 @@ struct Run {
         for (auto& e : o.events) out[i].text += e.text;
         if (fin) break;
       }
+      ++collected;
       out[i].reason = o.reason;
       out[i].prompt_tokens = o.prompt_tokens;
       out[i].completion_tokens = o.completion_tokens;
@@ -381,7 +386,7 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         run.check_length(static_cast<int64_t>(ids.size()), field);
         std::vector<engine::RequestOptions> one;
         one.push_back(run.request(std::move(ids), s));
-        auto done = run.run_all(std::move(one));
+        auto done = run.run_all(one);
         if (run.was_cancelled) return cancelled_result();
         run.set_output(s.name, json{{"text", done[0].text}}, done[0].text, done[0].reason);
         break;
@@ -440,7 +445,7 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
             ids.resize(static_cast<size_t>(ctx - max_out));
           maps.push_back(run.request(std::move(ids), ms));
         }
-        auto mapped = run.run_all(std::move(maps));
+        auto mapped = run.run_all(maps);
         if (run.was_cancelled) return cancelled_result();
         std::vector<std::string> parts;
         for (auto& d : mapped) parts.push_back(std::move(d.text));
@@ -495,7 +500,7 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
               ids.resize(static_cast<size_t>(std::max<int64_t>(1, ctx - max_out)));
             reds.push_back(run.request(std::move(ids), ms));
           }
-          auto reduced = run.run_all(std::move(reds));
+          auto reduced = run.run_all(reds);
           if (run.was_cancelled) return cancelled_result();
           parts.clear();
           for (auto& d : reduced) {
@@ -527,7 +532,7 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
           o.tenant = tenant_;
           reqs.push_back(std::move(o));
         }
-        auto done = run.run_all(std::move(reqs));
+        auto done = run.run_all(reqs);
         if (run.was_cancelled) return cancelled_result();
         std::vector<double> ll(done.size(), 0.0);
         for (size_t i = 0; i < done.size(); ++i) {
@@ -564,7 +569,7 @@ RunResult Pipeline::run(const json& input, const std::atomic<bool>* cancelled) {
         o.constraint = constraint;
         std::vector<engine::RequestOptions> one;
         one.push_back(std::move(o));
-        auto done = run.run_all(std::move(one));
+        auto done = run.run_all(one);
         if (run.was_cancelled) return cancelled_result();
         const std::string& text = constraint->text();
         if (!constraint->complete()) {

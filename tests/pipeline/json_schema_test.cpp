@@ -46,6 +46,25 @@ TEST(JsonSchema, ObjectInKeyOrder) {
   EXPECT_FALSE(done);
 }
 
+TEST(JsonSchema, DeclaredOrderFromOrderedJson) {
+  auto n = compile_schema(nlohmann::ordered_json::parse(
+      R"({"type":"object","properties":{"why":{"type":"string"},"answer":{"type":"integer"}}})"));
+  EXPECT_TRUE(whole(n, R"({"why":"x","answer":1})"));
+  EXPECT_FALSE(accepts(n, R"({"answer")"));
+  // The config keeps the declared order too.
+  ServeConfig c = parse_config_text(R"(
+models: [{name: m, path: /m}]
+pipelines:
+  - name: p
+    model: m
+    steps:
+      - type: extract
+        prompt: x
+        schema: {type: object, properties: {why: {type: string}, answer: {type: integer}}}
+)");
+  EXPECT_EQ(c.pipelines[0].steps[0].ordered_schema["properties"].begin().key(), "why");
+}
+
 TEST(JsonSchema, ScalarsAndEnums) {
   auto n = node(R"({"type":"object","properties":{
       "f":{"type":"number"},"t":{"type":"boolean"},"z":{"type":"null"},
@@ -156,6 +175,46 @@ TEST(JsonSchema, RandomWalksOverDemoVocab) {
     ASSERT_NO_THROW(v = json::parse(c.text())) << c.text();
     std::string why;
     EXPECT_TRUE(validate(v, schema, &why)) << c.text() << ": " << why;
+  }
+}
+
+// The mask's shortcuts (first-byte buckets, plain string content) give exactly what walking
+// every token's bytes gives, along random walks with tight and loose budgets.
+TEST(JsonSchema, MaskMatchesBruteForce) {
+  auto tok = engine::load_model_tokenizer(testing::source_dir() / "models" / "demo");
+  auto vocab = std::make_shared<const VocabBytes>(*tok);
+  const json schema =
+      json::parse(R"({"type":"object","properties":{"s":{"type":"string","minLength":2,
+      "maxLength":5},"t":{"type":"string"},"e":{"enum":["ab","abc"]}}})");
+  auto compiled = std::make_shared<const SchemaNode>(compile_schema(schema));
+  std::mt19937 rng(11);
+  for (int walk = 0; walk < 6; ++walk) {
+    const int64_t budget = walk % 2 ? 30 : 200;
+    JsonConstraint c(compiled, vocab, budget);
+    JsonMatcher state(*compiled);
+    int64_t remaining = budget;
+    while (!c.complete()) {
+      std::vector<int32_t> fits, closest;
+      int64_t best = std::numeric_limits<int64_t>::max();
+      for (int32_t id = 0; id < vocab->size(); ++id) {
+        if (vocab->bytes(id).empty()) continue;
+        JsonMatcher m = state;
+        if (!m.feed(vocab->bytes(id))) continue;
+        const int64_t left = m.min_close();
+        if (left <= remaining - 1) fits.push_back(id);
+        if (left < best) best = left, closest.clear();
+        if (left == best) closest.push_back(id);
+      }
+      const auto want = fits.empty() ? closest : fits;
+      const auto got = c.allowed();
+      ASSERT_EQ(got, want) << c.text();
+      const int32_t t = got[std::uniform_int_distribution<size_t>(0, got.size() - 1)(rng)];
+      c.accept(t);
+      state.feed(vocab->bytes(t));
+      --remaining;
+    }
+    std::string why;
+    EXPECT_TRUE(validate(json::parse(c.text()), schema, &why)) << c.text() << ": " << why;
   }
 }
 

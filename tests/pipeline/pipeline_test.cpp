@@ -202,6 +202,31 @@ TEST(Pipeline, MapReduceHierarchical) {
   EXPECT_EQ(r.steps["summary"], r.output);
 }
 
+// A pipeline whose engine queue share is smaller than its chunk count waits for its own
+// requests to make room; with no room at all the engine's refusal propagates.
+TEST(Pipeline, MapReduceThrottlesToTheQueueAndOverloadPropagates) {
+  PipelineConfig cfg = pipeline_from(
+      "      - name: summary\n"
+      "        type: map_reduce\n"
+      "        chat: false\n"
+      "        map_prompt: \"# Summarize:\\n{{ chunk }}\\n# Summary:\"\n"
+      "        reduce_prompt: \"# Combine:\\n{{ summaries }}\\n# Summary:\"\n"
+      "        overlap_tokens: 8\n"
+      "        max_tokens: 4\n");
+  ModelHandle h = demo().handle();
+  h.max_context = 96;
+  std::string doc;
+  for (int i = 0; i < 40; ++i)
+    doc += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n\n";
+  demo().engine->set_tenant_max_waiting(7, 2);
+  Pipeline p(cfg, h, 7);
+  RunResult r = p.run(json{{"input", doc}});
+  EXPECT_GE(r.output["chunks"].get<int64_t>(), 5);
+  demo().engine->set_tenant_max_waiting(8, 0);
+  Pipeline q(cfg, h, 8);
+  EXPECT_THROW(q.run(json{{"input", doc}}), engine::Overloaded);
+}
+
 TEST(Pipeline, MissingAndWrongFields) {
   PipelineConfig cfg = pipeline_from(
       "      - name: text\n"
@@ -234,6 +259,37 @@ TEST(Pipeline, MissingAndWrongFields) {
   EXPECT_EQ(req->tenant, 1);
   EXPECT_EQ(req->max_tokens, 4);
   EXPECT_EQ(req->prompt, demo().tok->encode("# sum: x", true));
+}
+
+// With a chat template, `chat: true` makes the rendered prompt the user message, and a
+// generate step without a prompt renders the input's messages.
+TEST(Pipeline, ChatTemplateWrapsPrompt) {
+  const auto tpl = tokenizer::ChatTemplate::parse(
+      "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+      "{% if add_generation_prompt %}<assistant>{% endif %}");
+  ModelHandle h = demo().handle();
+  h.chat = &tpl;
+  Pipeline p(pipeline_from(
+                 "      - {name: a, type: generate, prompt: \"Q: {{ input }}\", max_tokens: 2}\n"),
+             h, 1);
+  auto r = p.single_request(json{{"input", "x"}});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->prompt, demo().tok->encode("<user>Q: x<assistant>", false));
+  Pipeline q(pipeline_from("      - {name: a, type: generate, max_tokens: 2}\n"), h, 1);
+  auto m =
+      q.single_request(json{{"messages", json::array({{{"role", "system"}, {"content", "s"}},
+                                                      {{"role", "user"}, {"content", "u"}}})}});
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->prompt, demo().tok->encode("<system>s<user>u<assistant>", false));
+  Pipeline two(
+      pipeline_from("      - {name: a, type: generate, max_tokens: 2}\n"
+                    "      - {name: b, type: generate, prompt: \"{{ a }}\", max_tokens: 2}\n"),
+      h, 1);
+  EXPECT_FALSE(two.single_request(json{{"input", "x"}}).has_value());
+  RunResult both = two.run(json{{"input", "x"}});
+  EXPECT_TRUE(both.steps.contains("a"));
+  EXPECT_TRUE(both.steps.contains("b"));
+  EXPECT_EQ(both.output, both.steps["b"]);
 }
 
 TEST(Pipeline, TooLongIs413) {
