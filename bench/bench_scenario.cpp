@@ -38,6 +38,14 @@
 //         B: {rate: 1}          # open loop: Poisson arrivals per second
 //                               # (either may also set prompt_tokens / max_tokens)
 //
+// Figures: tok/s is the completion tokens of the requests sent in a phase over the
+// phase's duration; share is a pipeline's fraction of those tokens in the phase;
+// TTFT is from sending to the first text chunk, TPOT (last chunk - first chunk) /
+// (completion tokens - 1), both over completed requests; SLO attainment is the
+// fraction of the requests the server took (completed + failed, not 429s) that
+// completed within both of the pipeline's targets (the JSON also has
+// slo_attainment_all, over every request sent, 429s counting as misses).
+//
 // Phases follow each other without a gap; a request counts to the phase in which
 // it was sent, even when it finishes in the next one. A client answered 429 waits
 // for Retry-After (0.5 s when absent) before its next request; an open-loop
@@ -503,6 +511,10 @@ struct Figures {
   std::vector<double> ttft, tpot;  // ms, completed requests
 };
 
+Json pct_or_null(const std::vector<double>& v, double p) {
+  return v.empty() ? Json(nullptr) : Json(bench::pct(v, p));
+}
+
 Json figures_json(const Figures& f, double duration_s, int64_t phase_tokens, const std::string& load) {
   const int64_t admitted = f.completed + f.failed;
   Json j = {{"sent", f.sent},
@@ -512,8 +524,8 @@ Json figures_json(const Figures& f, double duration_s, int64_t phase_tokens, con
             {"completion_tokens", f.tokens},
             {"tok_per_s", duration_s > 0 ? static_cast<double>(f.tokens) / duration_s : 0.0},
             {"share", phase_tokens > 0 ? static_cast<double>(f.tokens) / static_cast<double>(phase_tokens) : 0.0},
-            {"ttft_ms", {{"p50", bench::pct(f.ttft, 0.5)}, {"p95", bench::pct(f.ttft, 0.95)}}},
-            {"tpot_ms", {{"p50", bench::pct(f.tpot, 0.5)}, {"p95", bench::pct(f.tpot, 0.95)}}},
+            {"ttft_ms", {{"p50", pct_or_null(f.ttft, 0.5)}, {"p95", pct_or_null(f.ttft, 0.95)}}},
+            {"tpot_ms", {{"p50", pct_or_null(f.tpot, 0.5)}, {"p95", pct_or_null(f.tpot, 0.95)}}},
             {"slo_met", f.slo_met},
             // Of the requests the server took (completed + failed); a 429 is not counted.
             {"slo_attainment", admitted > 0 ? Json(static_cast<double>(f.slo_met) / static_cast<double>(admitted)) : Json(nullptr)},
@@ -700,7 +712,7 @@ Json run_scenario(const Scenario& sc, const Options& opt, const std::string& mod
   run.drain(sc.drain_timeout_s);
   bench::stop_server(server);
   Json j = summarize(sc, run.records(), durations, snapshots);
-  j["mode"] = mode.empty() ? (server > 0 ? "server default" : "as running") : mode;
+  j["mode"] = server > 0 ? (mode.empty() ? "server default" : mode) : "as running";
   j["server"] = ep.url();
   return j;
 }
@@ -809,6 +821,7 @@ int main(int argc, char** argv) {
     report["runs"].push_back(r);
     print_table(sc, r);
   }
+  std::fflush(stdout);
   if (!opt.json_out.empty()) {
     std::ofstream out(opt.json_out);
     out << report.dump(2) << "\n";
