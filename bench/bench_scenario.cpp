@@ -56,8 +56,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -150,7 +150,8 @@ T get(const Scenario& sc, const YAML::Node& n, const std::string& what) {
 }
 
 void read_shape(const Scenario& sc, const YAML::Node& n, Shape& s, const std::string& what) {
-  if (n["prompt_tokens"]) s.prompt_tokens = get<int>(sc, n["prompt_tokens"], what + ".prompt_tokens");
+  if (n["prompt_tokens"])
+    s.prompt_tokens = get<int>(sc, n["prompt_tokens"], what + ".prompt_tokens");
   if (n["max_tokens"]) s.max_tokens = get<int>(sc, n["max_tokens"], what + ".max_tokens");
   if (s.prompt_tokens < 1 || s.max_tokens < 1)
     fail(where(sc, n) + ": " + what + ": prompt_tokens and max_tokens must be >= 1");
@@ -200,7 +201,8 @@ Scenario load_scenario(const fs::path& file) {
              "scenario");
   sc.as_json = to_json(root);
   const fs::path dir = fs::absolute(file).parent_path();
-  if (root["config"]) sc.config = (dir / get<std::string>(sc, root["config"], "config")).lexically_normal();
+  if (root["config"])
+    sc.config = (dir / get<std::string>(sc, root["config"], "config")).lexically_normal();
   if (root["url"]) sc.url = get<std::string>(sc, root["url"], "url");
   if (root["serve_args"])
     sc.serve_args = get<std::vector<std::string>>(sc, root["serve_args"], "serve_args");
@@ -223,8 +225,10 @@ Scenario load_scenario(const fs::path& file) {
     p.shape = sc.shape;
     if (!kv.second.IsNull()) {
       check_keys(sc, kv.second, {"ttft_ms", "tpot_ms", "prompt_tokens", "max_tokens"}, what);
-      if (kv.second["ttft_ms"]) p.ttft_ms = get<double>(sc, kv.second["ttft_ms"], what + ".ttft_ms");
-      if (kv.second["tpot_ms"]) p.tpot_ms = get<double>(sc, kv.second["tpot_ms"], what + ".tpot_ms");
+      if (kv.second["ttft_ms"])
+        p.ttft_ms = get<double>(sc, kv.second["ttft_ms"], what + ".ttft_ms");
+      if (kv.second["tpot_ms"])
+        p.tpot_ms = get<double>(sc, kv.second["tpot_ms"], what + ".tpot_ms");
       read_shape(sc, kv.second, p.shape, what);
     }
     sc.pipelines.push_back(p);
@@ -237,7 +241,8 @@ Scenario load_scenario(const fs::path& file) {
     const std::string what = "phases[" + std::to_string(i) + "]";
     check_keys(sc, n, {"name", "duration_s", "load"}, what);
     PhaseSpec ph;
-    ph.name = n["name"] ? get<std::string>(sc, n["name"], what + ".name") : "phase " + std::to_string(i + 1);
+    ph.name = n["name"] ? get<std::string>(sc, n["name"], what + ".name")
+                        : "phase " + std::to_string(i + 1);
     if (!n["duration_s"]) fail(where(sc, n) + ": " + what + ": duration_s is required");
     ph.duration_s = get<double>(sc, n["duration_s"], what + ".duration_s");
     if (!(ph.duration_s > 0)) fail(where(sc, n) + ": " + what + ".duration_s must be > 0");
@@ -271,17 +276,17 @@ Scenario load_scenario(const fs::path& file) {
 // ---- prompts ----
 
 const char* const kWords[] = {
-    "the",   "of",    "and",   "to",    "in",     "is",    "that",  "for",   "it",    "as",
-    "with",  "was",   "on",    "be",    "at",     "by",    "this",  "had",   "not",   "are",
-    "but",   "from",  "or",    "have",  "an",     "they",  "which", "one",   "you",   "were",
-    "all",   "we",    "her",   "she",   "there",  "would", "their", "will",  "when",  "who",
-    "him",   "been",  "has",   "more",  "if",     "no",    "out",   "so",    "said",  "what",
-    "up",    "its",   "about", "into",  "than",   "them",  "can",   "only",  "other", "new",
-    "some",  "could", "time",  "these", "two",    "may",   "then",  "do",    "first", "any",
-    "my",    "now",   "such",  "like",  "our",    "over",  "man",   "me",    "even",  "most",
-    "made",  "after", "also",  "did",   "many",   "before", "must", "through", "back", "years",
-    "where", "much",  "your",  "way",   "well",   "down",  "should", "because", "each", "just",
-    "value", "list",  "return", "data", "number", "file",  "name",  "type",  "model", "table"};
+    "the",   "of",    "and",    "to",    "in",     "is",     "that",   "for",     "it",    "as",
+    "with",  "was",   "on",     "be",    "at",     "by",     "this",   "had",     "not",   "are",
+    "but",   "from",  "or",     "have",  "an",     "they",   "which",  "one",     "you",   "were",
+    "all",   "we",    "her",    "she",   "there",  "would",  "their",  "will",    "when",  "who",
+    "him",   "been",  "has",    "more",  "if",     "no",     "out",    "so",      "said",  "what",
+    "up",    "its",   "about",  "into",  "than",   "them",   "can",    "only",    "other", "new",
+    "some",  "could", "time",   "these", "two",    "may",    "then",   "do",      "first", "any",
+    "my",    "now",   "such",   "like",  "our",    "over",   "man",    "me",      "even",  "most",
+    "made",  "after", "also",   "did",   "many",   "before", "must",   "through", "back",  "years",
+    "where", "much",  "your",   "way",   "well",   "down",   "should", "because", "each",  "just",
+    "value", "list",  "return", "data",  "number", "file",   "name",   "type",    "model", "table"};
 
 // About `n` tokens of words; different for every request so the prefix cache does not help.
 std::string make_prompt(int n, std::mt19937_64& rng) {
@@ -324,8 +329,8 @@ class Run {
       n = counter_++;
     }
     std::mt19937_64 rng(sc_.seed * 0x9E3779B97F4A7C15ull + n);
-    const Json body = bench::completion_body(sc_.pipelines[pipeline].name,
-                                             make_prompt(shape.prompt_tokens, rng), shape.max_tokens);
+    const Json body = bench::completion_body(
+        sc_.pipelines[pipeline].name, make_prompt(shape.prompt_tokens, rng), shape.max_tokens);
     httplib::Client cli(ep_.host, ep_.port);
     bench::configure(cli, 600, sc_.api_key);
     {
@@ -399,7 +404,8 @@ class Run {
     std::condition_variable cv;
     std::thread watchdog([&] {
       std::unique_lock lock(m);
-      if (!cv.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return done.load(); })) {
+      if (!cv.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                       [&] { return done.load(); })) {
         abort_ = true;
         std::lock_guard l2(mu_);
         if (!active_.empty())
@@ -460,7 +466,8 @@ class Run {
     std::mt19937_64 rng(sc_.seed ^ (0xA24BAED4963EE407ull * (phase + 1)) ^
                         (0x9FB21C651E98DF25ull * (l.pipeline + 1)));
     std::exponential_distribution<double> gap(l.rate);
-    auto blocked_until = std::make_shared<std::atomic<Clock::rep>>(start.time_since_epoch().count());
+    auto blocked_until =
+        std::make_shared<std::atomic<Clock::rep>>(start.time_since_epoch().count());
     auto in_flight = std::make_shared<std::atomic<size_t>>(0);
     auto t = start;
     for (;;) {
@@ -515,22 +522,29 @@ Json pct_or_null(const std::vector<double>& v, double p) {
   return v.empty() ? Json(nullptr) : Json(bench::pct(v, p));
 }
 
-Json figures_json(const Figures& f, double duration_s, int64_t phase_tokens, const std::string& load) {
+Json figures_json(const Figures& f, double duration_s, int64_t phase_tokens,
+                  const std::string& load) {
   const int64_t admitted = f.completed + f.failed;
-  Json j = {{"sent", f.sent},
-            {"completed", f.completed},
-            {"failed", f.failed},
-            {"rejected_429", f.rejected},
-            {"completion_tokens", f.tokens},
-            {"tok_per_s", duration_s > 0 ? static_cast<double>(f.tokens) / duration_s : 0.0},
-            {"share", phase_tokens > 0 ? static_cast<double>(f.tokens) / static_cast<double>(phase_tokens) : 0.0},
-            {"ttft_ms", {{"p50", pct_or_null(f.ttft, 0.5)}, {"p95", pct_or_null(f.ttft, 0.95)}}},
-            {"tpot_ms", {{"p50", pct_or_null(f.tpot, 0.5)}, {"p95", pct_or_null(f.tpot, 0.95)}}},
-            {"slo_met", f.slo_met},
-            // Of the requests the server took (completed + failed); a 429 is not counted.
-            {"slo_attainment", admitted > 0 ? Json(static_cast<double>(f.slo_met) / static_cast<double>(admitted)) : Json(nullptr)},
-            // Of every request sent: a 429 counts as a miss.
-            {"slo_attainment_all", f.sent > 0 ? Json(static_cast<double>(f.slo_met) / static_cast<double>(f.sent)) : Json(nullptr)}};
+  Json j = {
+      {"sent", f.sent},
+      {"completed", f.completed},
+      {"failed", f.failed},
+      {"rejected_429", f.rejected},
+      {"completion_tokens", f.tokens},
+      {"tok_per_s", duration_s > 0 ? static_cast<double>(f.tokens) / duration_s : 0.0},
+      {"share",
+       phase_tokens > 0 ? static_cast<double>(f.tokens) / static_cast<double>(phase_tokens) : 0.0},
+      {"ttft_ms", {{"p50", pct_or_null(f.ttft, 0.5)}, {"p95", pct_or_null(f.ttft, 0.95)}}},
+      {"tpot_ms", {{"p50", pct_or_null(f.tpot, 0.5)}, {"p95", pct_or_null(f.tpot, 0.95)}}},
+      {"slo_met", f.slo_met},
+      // Of the requests the server took (completed + failed); a 429 is not counted.
+      {"slo_attainment", admitted > 0
+                             ? Json(static_cast<double>(f.slo_met) / static_cast<double>(admitted))
+                             : Json(nullptr)},
+      // Of every request sent: a 429 counts as a miss.
+      {"slo_attainment_all",
+       f.sent > 0 ? Json(static_cast<double>(f.slo_met) / static_cast<double>(f.sent))
+                  : Json(nullptr)}};
   if (!load.empty()) j["load"] = load;
   return j;
 }
@@ -600,9 +614,10 @@ Json summarize(const Scenario& sc, const std::vector<Record>& records,
   for (size_t p = 0; p < np; ++p)
     oj[sc.pipelines[p].name] = figures_json(overall[p], total_s, overall_total.tokens, "");
   return {{"phases", phases},
-          {"overall", {{"duration_s", total_s},
-                       {"pipelines", oj},
-                       {"total", figures_json(overall_total, total_s, overall_total.tokens, "")}}}};
+          {"overall",
+           {{"duration_s", total_s},
+            {"pipelines", oj},
+            {"total", figures_json(overall_total, total_s, overall_total.tokens, "")}}}};
 }
 
 std::string fmt(const Json& v, const char* f, double scale = 1) {
@@ -683,8 +698,9 @@ Json run_scenario(const Scenario& sc, const Options& opt, const std::string& mod
     std::string cmd = bin;
     for (const auto& a : args) cmd += " " + a;
     std::fprintf(stderr, "bench_scenario: starting %s\n", cmd.c_str());
-    server = bench::spawn_server(bin, args, ep, fs::absolute(sc.file).parent_path().string(),
-                                 opt.server_log.empty() ? "" : fs::absolute(opt.server_log).string());
+    server =
+        bench::spawn_server(bin, args, ep, fs::absolute(sc.file).parent_path().string(),
+                            opt.server_log.empty() ? "" : fs::absolute(opt.server_log).string());
     if (server < 0) fail("could not start the server");
   }
   if (!bench::wait_healthy(ep, 60)) {
@@ -701,8 +717,8 @@ Json run_scenario(const Scenario& sc, const Options& opt, const std::string& mod
   std::vector<Json> snapshots;
   for (size_t i = 0; i < sc.phases.size(); ++i) {
     const double d = sc.phases[i].duration_s * opt.time_scale;
-    std::fprintf(stderr, "bench_scenario: phase %zu/%zu '%s' for %.1f s\n", i + 1,
-                 sc.phases.size(), sc.phases[i].name.c_str(), d);
+    std::fprintf(stderr, "bench_scenario: phase %zu/%zu '%s' for %.1f s\n", i + 1, sc.phases.size(),
+                 sc.phases[i].name.c_str(), d);
     run.run_phase(i, d);
     durations.push_back(d);
     snapshots.push_back(get_pipelines(ep, sc.api_key));
@@ -784,8 +800,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  Json report = {{"scenario", sc.as_json}, {"scenario_file", sc.file.string()},
-                 {"time_scale", opt.time_scale}, {"runs", Json::array()}};
+  Json report = {{"scenario", sc.as_json},
+                 {"scenario_file", sc.file.string()},
+                 {"time_scale", opt.time_scale},
+                 {"runs", Json::array()}};
   if (opt.compare) {
     Json a = run_scenario(sc, opt, "adaptive");
     Json s = run_scenario(sc, opt, "static");

@@ -38,10 +38,10 @@ using bench::pct;
 
 pid_t spawn_server(const Args& a, int& port) {
   bench::Endpoint ep;
-  const pid_t pid = bench::spawn_server(
-      a.spawn, {"serve", "--model", a.model_name + "=" + a.model_path, "--port", "0", "--threads",
-                std::to_string(a.threads)},
-      ep);
+  const pid_t pid = bench::spawn_server(a.spawn,
+                                        {"serve", "--model", a.model_name + "=" + a.model_path,
+                                         "--port", "0", "--threads", std::to_string(a.threads)},
+                                        ep);
   port = ep.port;
   return pid;
 }
@@ -122,8 +122,8 @@ int main(int argc, char** argv) {
           httplib::Client cli(a.host, a.port);
           bench::configure(cli, 600, "");
           const std::string prompt = "Return the " + std::to_string(i) + " values of";
-          bench::StreamResult s =
-              bench::stream_completion(cli, bench::completion_body(a.model_name, prompt, a.max_tokens));
+          bench::StreamResult s = bench::stream_completion(
+              cli, bench::completion_body(a.model_name, prompt, a.max_tokens));
           if (!s.ok)
             std::fprintf(stderr, "bench_serve: request %d failed: %s\n", i, s.error.c_str());
           std::lock_guard lock(mu);

@@ -22,7 +22,9 @@ namespace tandem::bench {
 
 using Clock = std::chrono::steady_clock;
 
-inline double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+inline double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 // Nearest-rank percentile, p in [0, 1]; 0 for no samples.
 inline double pct(std::vector<double> v, double p) {
