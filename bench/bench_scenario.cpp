@@ -703,7 +703,7 @@ Json run_scenario(const Scenario& sc, const Options& opt, const std::string& mod
                             opt.server_log.empty() ? "" : fs::absolute(opt.server_log).string());
     if (server < 0) fail("could not start the server");
   }
-  if (!bench::wait_healthy(ep, 60)) {
+  if (!bench::wait_healthy(ep, 300)) {
     bench::stop_server(server);
     fail("no answer from " + ep.url() + "/health");
   }
