@@ -720,6 +720,12 @@ Json run_scenario(const Scenario& sc, const Options& opt, const std::string& mod
     std::fprintf(stderr, "bench_scenario: phase %zu/%zu '%s' for %.1f s\n", i + 1, sc.phases.size(),
                  sc.phases[i].name.c_str(), d);
     run.run_phase(i, d);
+    int status = 0;
+    if (server > 0 && waitpid(server, &status, WNOHANG) == server) {
+      std::fprintf(stderr, "bench_scenario: the server exited during phase '%s'\n",
+                   sc.phases[i].name.c_str());
+      server = -1;
+    }
     durations.push_back(d);
     snapshots.push_back(get_pipelines(ep, sc.api_key));
   }
@@ -728,7 +734,7 @@ Json run_scenario(const Scenario& sc, const Options& opt, const std::string& mod
   run.drain(sc.drain_timeout_s);
   bench::stop_server(server);
   Json j = summarize(sc, run.records(), durations, snapshots);
-  j["mode"] = server > 0 ? (mode.empty() ? "server default" : mode) : "as running";
+  j["mode"] = url.empty() ? (mode.empty() ? "server default" : mode) : "as running";
   j["server"] = ep.url();
   return j;
 }
