@@ -6,7 +6,7 @@ BUILD ?= build
 SHARED ?= $(abspath ../shared)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build test test-asan e2e-deps fuzz fuzz-smoke demo bench bench-serve format clean
+.PHONY: all deps build test test-asan e2e-deps fuzz fuzz-smoke demo bench bench-serve bench-scenario format clean
 
 all: build
 
@@ -71,6 +71,13 @@ bench: build
 # Load test of `tandem serve` with the demo model: output tok/s, TTFT and ITL at several concurrencies.
 bench-serve: build
 	@$(BUILD)/bench/bench_serve --spawn $(BUILD)/tandem --model models/demo
+
+# Scripted load phases over several pipelines (bench/scenarios), run with adaptive and then
+# static sharing: per phase and pipeline tok/s, TTFT/TPOT, SLO attainment and measured share.
+SCENARIO ?= bench/scenarios/shifting.yaml
+bench-scenario: build
+	@$(BUILD)/bench/bench_scenario $(SCENARIO) --tandem $(BUILD)/tandem --compare \
+	  --json $(BUILD)/bench_scenario.json
 
 format:
 	@clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h' 'bench/*.cpp' 'fuzz/*.cpp')

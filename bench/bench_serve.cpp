@@ -7,25 +7,20 @@
 //
 // Options: --concurrency 1,4,16,64  --max-tokens 64  --requests N (per level;
 // default max(8, 2 * concurrency))  --threads N (for a spawned server).
-#include <httplib.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "serve_client.h"
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
+namespace bench = tandem::bench;
 
 struct Args {
   std::string host = "127.0.0.1";
@@ -38,121 +33,17 @@ struct Args {
   int requests = 0;
 };
 
-struct Sample {
-  double ttft = 0;
-  std::vector<double> itl;
-  int64_t tokens = 0;
-  bool ok = false;
-};
-
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i =
-      std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
-  return v[i];
-}
-
-Sample one_request(const Args& a, int i) {
-  httplib::Client cli(a.host, a.port);
-  cli.set_read_timeout(600, 0);
-  cli.set_tcp_nodelay(true);
-  const std::string prompt = "Return the " + std::to_string(i) + " values of";
-  nlohmann::json body = {{"model", a.model_name},
-                         {"prompt", prompt},
-                         {"max_tokens", a.max_tokens},
-                         {"temperature", 0},
-                         {"ignore_eos", true},
-                         {"stream", true},
-                         {"stream_options", {{"include_usage", true}}}};
-  Sample s;
-  const auto t0 = Clock::now();
-  auto last = t0;
-  bool first = true;
-  std::string buf;
-  httplib::Request req;
-  req.method = "POST";
-  req.path = "/v1/completions";
-  req.body = body.dump();
-  req.set_header("Content-Type", "application/json");
-  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-    buf.append(data, len);
-    size_t pos;
-    while ((pos = buf.find("\n\n")) != std::string::npos) {
-      std::string ev = buf.substr(0, pos);
-      buf.erase(0, pos + 2);
-      if (ev.rfind("data: ", 0) != 0) continue;
-      ev.erase(0, 6);
-      if (ev == "[DONE]") {
-        s.ok = true;
-        continue;
-      }
-      auto j = nlohmann::json::parse(ev, nullptr, false);
-      if (!j.is_object()) continue;
-      if (j.contains("usage") && j["usage"].is_object())
-        s.tokens = j["usage"]["completion_tokens"].get<int64_t>();
-      if (j.contains("choices") && !j["choices"].empty() &&
-          !j["choices"][0]["text"].get<std::string>().empty()) {
-        const auto now = Clock::now();
-        if (first) {
-          s.ttft = std::chrono::duration<double>(now - t0).count();
-          first = false;
-        } else {
-          s.itl.push_back(std::chrono::duration<double>(now - last).count());
-        }
-        last = now;
-      }
-    }
-    return true;
-  };
-  auto res = cli.send(req);
-  if (!res || res->status != 200) {
-    s.ok = false;
-    std::fprintf(stderr, "bench_serve: request %d failed: %s\n", i,
-                 res ? ("HTTP " + std::to_string(res->status)).c_str()
-                     : httplib::to_string(res.error()).c_str());
-  }
-  return s;
-}
+using bench::Clock;
+using bench::pct;
 
 pid_t spawn_server(const Args& a, int& port) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    const std::string model = a.model_name + "=" + a.model_path;
-    const std::string threads = std::to_string(a.threads);
-    execl(a.spawn.c_str(), a.spawn.c_str(), "serve", "--model", model.c_str(), "--port", "0",
-          "--threads", threads.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string log;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) {
-    log.append(buf, static_cast<size_t>(n));
-    auto p = log.find("listening on http://");
-    if (p != std::string::npos) {
-      auto colon = log.find(':', p + 20);
-      auto eol = log.find('\n', p);
-      if (colon != std::string::npos && eol != std::string::npos) {
-        port = std::atoi(log.substr(colon + 1, eol - colon - 1).c_str());
-        // Keep draining stderr so the server never blocks on it.
-        std::thread([fd = fds[0]] {
-          char b[512];
-          while (read(fd, b, sizeof b) > 0) {
-          }
-          close(fd);
-        }).detach();
-        return pid;
-      }
-    }
-  }
-  std::fprintf(stderr, "bench_serve: the server did not start:\n%s\n", log.c_str());
-  return -1;
+  bench::Endpoint ep;
+  const pid_t pid = bench::spawn_server(a.spawn,
+                                        {"serve", "--model", a.model_name + "=" + a.model_path,
+                                         "--port", "0", "--threads", std::to_string(a.threads)},
+                                        ep);
+  port = ep.port;
+  return pid;
 }
 
 }  // namespace
@@ -222,13 +113,19 @@ int main(int argc, char** argv) {
     const int total = a.requests > 0 ? a.requests : std::max(8, 2 * c);
     std::atomic<int> next{0};
     std::mutex mu;
-    std::vector<Sample> samples;
+    std::vector<bench::StreamResult> samples;
     const auto t0 = Clock::now();
     std::vector<std::thread> workers;
     for (int w = 0; w < c; ++w) {
       workers.emplace_back([&] {
         for (int i; (i = next++) < total;) {
-          Sample s = one_request(a, i);
+          httplib::Client cli(a.host, a.port);
+          bench::configure(cli, 600, "");
+          const std::string prompt = "Return the " + std::to_string(i) + " values of";
+          bench::StreamResult s = bench::stream_completion(
+              cli, bench::completion_body(a.model_name, prompt, a.max_tokens));
+          if (!s.ok)
+            std::fprintf(stderr, "bench_serve: request %d failed: %s\n", i, s.error.c_str());
           std::lock_guard lock(mu);
           samples.push_back(std::move(s));
         }
@@ -254,10 +151,6 @@ int main(int argc, char** argv) {
                 pct(itl, 0.5) * 1e3, pct(itl, 0.99) * 1e3, failed);
     std::fflush(stdout);
   }
-  if (server > 0) {
-    kill(server, SIGTERM);
-    int status = 0;
-    waitpid(server, &status, 0);
-  }
+  bench::stop_server(server);
   return rc;
 }
