@@ -249,8 +249,26 @@ bool Scheduler::step() {
   std::vector<Item> batch;
   int64_t budget = opts_.max_batch_tokens;
 
-  // Moves the lowest-priority running sequence (last in running_) back to the queue when it
-  // ranks below `self` (a lower class, or the same class and newer). False when none does.
+  // Moves running_[vi] back to the queue (and out of this step's batch).
+  auto evict = [&](size_t vi) {
+    Sequence* victim = running_[vi].get();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].s == victim) {
+        budget += batch[i].n;
+        batch.erase(batch.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+    TenantState& vs = state(victim->tenant());
+    --vs.running;
+    vs.blocks -= static_cast<int64_t>(victim->cache.block_table().size());
+    vs.waiting = true;
+    preempt(*victim);
+    waiting_.push_back(std::move(running_[vi]));
+    running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(vi));
+  };
+  // Moves the lowest-priority running sequence back to the queue when it ranks below `self`
+  // (a lower class, or the same class and newer). False when none does.
   auto preempt_one_for = [&](Sequence* self, int self_cls) {
     Sequence* victim = nullptr;
     size_t vi = 0;
@@ -269,20 +287,23 @@ bool Scheduler::step() {
     }
     if (victim == nullptr || victim == self) return false;
     if (state(victim->tenant()).cls < self_cls) return false;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].s == victim) {
-        budget += batch[i].n;
-        batch.erase(batch.begin() + static_cast<std::ptrdiff_t>(i));
-        break;
-      }
+    evict(vi);
+    return true;
+  };
+  // Takes back what a tenant of class `cls` borrowed beyond its quota, for `for_tenant`,
+  // which is under its own: the borrower's newest sequence goes back to the queue.
+  auto preempt_borrower = [&](int cls, int32_t for_tenant) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < running_.size(); ++i) {
+      const Sequence& c = *running_[i];
+      if (c.tenant() == for_tenant) continue;
+      const TenantState& cs = state(c.tenant());
+      if (cs.cls != cls || (cs.running <= cs.limits.running && cs.blocks <= cs.limits.kv_blocks))
+        continue;
+      if (best == SIZE_MAX || c.arrival > running_[best]->arrival) best = i;
     }
-    TenantState& vs = state(victim->tenant());
-    --vs.running;
-    vs.blocks -= static_cast<int64_t>(victim->cache.block_table().size());
-    vs.waiting = true;
-    preempt(*victim);
-    waiting_.push_back(std::move(running_[vi]));
-    running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(vi));
+    if (best == SIZE_MAX) return false;
+    evict(best);
     return true;
   };
   auto in_running = [&](Sequence* s) {
@@ -359,8 +380,12 @@ bool Scheduler::step() {
         continue;
       }
       if (static_cast<int64_t>(running_.size()) >= opts_.max_running) {
-        // A higher class takes the slot of a lower one.
-        if (!preempt_one_for(nullptr, cls + 1)) break;
+        // A higher class takes the slot of a lower one; a tenant under its quota takes back a
+        // slot another of its class borrowed.
+        if (!preempt_one_for(nullptr, cls + 1) &&
+            !(ts.running < ts.limits.running && preempt_borrower(cls, s.tenant()))) {
+          break;
+        }
       }
       if (s.cache.length() == 0 && opts_.prefix_caching) match_prefix(s);
       const int64_t n = chunk_of(s, std::min(budget, cls_budget - spent()));
@@ -372,7 +397,10 @@ bool Scheduler::step() {
         continue;
       }
       bool ok = s.cache.try_reserve(s.cache.length() + n);
-      while (!ok && preempt_one_for(nullptr, cls + 1)) ok = s.cache.try_reserve(s.cache.length() + n);
+      while (!ok && (preempt_one_for(nullptr, cls + 1) ||
+                     (ts.blocks + need <= ts.limits.kv_blocks && preempt_borrower(cls, s.tenant())))) {
+        ok = s.cache.try_reserve(s.cache.length() + n);
+      }
       if (!ok) {
         if (running_.empty() && batch.empty()) {
           finish(s, s.generated > 0 ? FinishReason::kLength : FinishReason::kError,

@@ -15,7 +15,9 @@
 //      work only; while interactive sequences decode, batch work gets at most
 //      batch_tokens_beside_interactive tokens of the step;
 //   4. when blocks or slots run out, the lowest-ranked running sequence (a
-//      lower class, else the newest) is preempted: its blocks are freed and it
+//      lower class, else the newest) is preempted, and a tenant under its quota
+//      takes back what another of its class borrowed beyond its own (that
+//      one's newest sequence is preempted): its blocks are freed and it
 //      is queued again, to be recomputed from its prompt and the tokens it
 //      already produced (its published blocks usually are still cached, so
 //      little is recomputed). No request is dropped;

@@ -141,7 +141,8 @@ engine::TenantLimits ResourceManager::limits_locked(const Tenant& tr) const {
   if (e == engines_.end()) return l;
   if (opts_.mode == ShareMode::kStatic) {
     int n = 0;
-    for (const Tenant* x : order_) n += x->spec.engine == t->spec.engine ? 1 : 0;
+    for (const Tenant* x : order_) n += x->spec.engine == t->spec.engine && !x->spec.fallback ? 1 : 0;
+    n = std::max(n, 1);
     l.kv_blocks = std::max<int64_t>(1, e->second.kv_blocks / n);
     l.running = std::max<int64_t>(1, e->second.max_running / n);
     l.may_borrow = false;

@@ -57,6 +57,9 @@ struct TenantSpec {
   double ttft_ms = 0, tpot_ms = 0;  // 0: no target
   std::string device = "cpu";
   const void* engine = nullptr;  // the engine (scheduler) its requests run on
+  // A model's own requests (not a pipeline's): static partitions are divided among the
+  // pipelines of the engine, and this tenant gets one partition's size beside them.
+  bool fallback = false;
 };
 
 struct TenantReport {

@@ -129,6 +129,7 @@ void Server::add_model(const ModelSpec& spec, const engine::EngineOptions& eo) {
   runtime::TenantSpec t;
   t.name = spec.name;
   t.engine = s->engine.get();
+  t.fallback = true;
   s->tenant = manager_->add_tenant(t);
   manager_->set_engine_capacity(s->engine.get(), s->engine->stats().kv_blocks_total,
                                 opts.scheduler.max_running);
