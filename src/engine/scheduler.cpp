@@ -318,13 +318,21 @@ bool Scheduler::step() {
     return n;
   };
 
+  bool has_low = false, has_high = false;
+  for (const auto& [t, ts] : tenants) {
+    (ts.cls == 0 ? has_high : has_low) = true;
+  }
+  if (has_high && has_low) last_interactive_ = t0;
   bool high_prefill = false;  // a class-0 sequence computes its prompt this step
   std::vector<std::unique_ptr<Sequence>> requeue;
   for (int cls : {0, 1}) {
     if (cls == 1 && high_prefill) break;  // keep the step short for time to first token
-    const bool high_in_batch = !batch.empty();
-    int64_t cls_budget =
-        cls == 1 && high_in_batch ? std::min(budget, opts_.batch_tokens_beside_interactive) : budget;
+    // Beside interactive work, and for a while after it (so the next interactive arrival waits
+    // for a short step, not a long batch prefill), batch work gets a small part of a step.
+    const bool high_recent = t0 - last_interactive_ < std::chrono::seconds(2);
+    int64_t cls_budget = cls == 1 && (!batch.empty() || high_recent)
+                             ? std::min(budget, opts_.batch_tokens_beside_interactive)
+                             : budget;
     const int64_t budget_at_start = budget;
     auto spent = [&] { return budget_at_start - budget; };
 

@@ -31,6 +31,7 @@
 // executor (runtime/executor.h) does.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -55,9 +56,10 @@ struct SchedulerOptions {
   int64_t block_size = models::KvBlockPool::kDefaultBlockSize;
   int64_t max_context = 0;  // 0: the model's max_position_embeddings
   bool prefix_caching = true;
-  // While interactive sequences decode, batch-class work gets at most this many tokens of a
-  // step (keeps interactive time per output token low); while an interactive prompt is being
-  // computed, the step holds interactive work only.
+  // While interactive sequences run (and for 2 s after interactive and batch work last met),
+  // batch-class work gets at most this many tokens of a step: interactive time per output
+  // token stays low and an interactive arrival waits for a short step. While an interactive
+  // prompt is being computed, the step holds interactive work only.
   int64_t batch_tokens_beside_interactive = 64;
 };
 
@@ -115,6 +117,8 @@ class Scheduler {
   std::vector<float> logits_;
   EngineStats stats_;
   int64_t last_step_tokens_ = 0;
+  // Last step with interactive and batch work side by side.
+  std::chrono::steady_clock::time_point last_interactive_{};
 };
 
 }  // namespace tandem::engine
