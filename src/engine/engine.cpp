@@ -11,7 +11,9 @@ Engine::Engine(const models::Model& model, const tokenizer::Tokenizer* tok, Engi
     : sched_(model, tok, opts.scheduler, pool, opts.policy),
       driver_(opts.driver),
       max_waiting_(opts.max_waiting),
-      max_context_(sched_.max_context()) {
+      max_context_(sched_.max_context()),
+      kv_block_bytes_(static_cast<int64_t>(sched_.pool().block_bytes())),
+      kv_blocks_max_(sched_.pool().capacity()) {
   stats_ = sched_.stats();
   if (driver_ == nullptr) thread_ = std::thread([this] { loop(); });
 }
@@ -122,6 +124,7 @@ void Engine::refresh_locked() {
 }
 
 bool Engine::run_step() {
+  if (const int64_t lim = pending_kv_limit_.exchange(-1); lim >= 0) sched_.set_kv_limit(lim);
   std::vector<std::shared_ptr<Request>> incoming;
   {
     std::lock_guard lock(mu_);

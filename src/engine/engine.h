@@ -67,6 +67,10 @@ class Engine {
   bool idle() const;
   int64_t max_context() const { return max_context_; }
   EngineStats stats() const;
+  // The KV pool's block limit from the next step on. Any thread.
+  void request_kv_limit(int64_t blocks) { pending_kv_limit_.store(blocks); }
+  int64_t kv_block_bytes() const { return kv_block_bytes_; }
+  int64_t kv_blocks_max() const { return kv_blocks_max_; }
   // Queued requests of `tenant` beyond which submit() refuses (on top of max_waiting).
   void set_tenant_max_waiting(int32_t tenant, int64_t n);
   // Requests of `tenant` queued (not yet running). Any thread.
@@ -88,6 +92,9 @@ class Engine {
   EngineDriver* driver_;
   int64_t max_waiting_;
   int64_t max_context_;
+  int64_t kv_block_bytes_;
+  int64_t kv_blocks_max_;
+  std::atomic<int64_t> pending_kv_limit_{-1};
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<Request>> inbox_;

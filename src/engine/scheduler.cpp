@@ -73,8 +73,10 @@ Scheduler::Scheduler(const models::Model& model, const tokenizer::Tokenizer* tok
   }
   const int64_t per_context = (max_context_ + opts_.block_size - 1) / opts_.block_size;
   const int64_t blocks = opts_.kv_blocks > 0 ? opts_.kv_blocks : 8 * per_context;
-  pool_ = std::make_shared<models::KvBlockPool>(
-      cfg.num_hidden_layers, cfg.num_key_value_heads * cfg.head_dim, opts_.block_size, blocks);
+  pool_ = std::make_shared<models::KvBlockPool>(cfg.num_hidden_layers,
+                                                cfg.num_key_value_heads * cfg.head_dim,
+                                                opts_.block_size, blocks * std::max<int64_t>(1, opts_.kv_growth));
+  pool_->set_limit(blocks);
   eos_ = model.eos_token_ids();
   refresh_stats();
 }
@@ -659,6 +661,11 @@ void Scheduler::on_token(Sequence& s, const float* logits_row) {
   if (fr != FinishReason::kNone) finish(s, fr);
 }
 
+void Scheduler::set_kv_limit(int64_t blocks) {
+  pool_->set_limit(blocks);
+  refresh_stats();
+}
+
 std::map<int32_t, int64_t> Scheduler::waiting_by_tenant() const {
   std::map<int32_t, int64_t> out;
   for (const auto& s : waiting_) ++out[s->tenant()];
@@ -679,7 +686,7 @@ void Scheduler::refresh_stats() {
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.waiting = static_cast<int64_t>(waiting_.size());
   stats_.kv_blocks_used = pool_->used();
-  stats_.kv_blocks_total = pool_->capacity();
+  stats_.kv_blocks_total = pool_->limit();
   stats_.kv_blocks_cached = pool_->cached();
 }
 

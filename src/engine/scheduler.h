@@ -53,6 +53,10 @@ struct SchedulerOptions {
   int64_t max_batch_tokens = 256;  // tokens per forward step, prefill chunks included
   int64_t max_running = 64;        // sequences in the running batch
   int64_t kv_blocks = 0;           // pool size; 0: enough for 8 full contexts
+  // The pool may grow to this many times its starting size when the resource manager moves
+  // the device's KV memory to this engine (set_kv_limit); storage is only allocated for
+  // blocks in use.
+  int64_t kv_growth = 1;
   int64_t block_size = models::KvBlockPool::kDefaultBlockSize;
   int64_t max_context = 0;  // 0: the model's max_position_embeddings
   bool prefix_caching = true;
@@ -83,6 +87,9 @@ class Scheduler {
   bool step();
 
   int64_t max_context() const { return max_context_; }
+  // Blocks the pool may hold from now on (between kv_blocks' floor of 0 and the pool's
+  // capacity); storage above it is freed as soon as nobody holds it.
+  void set_kv_limit(int64_t blocks);
   // Queued requests per tenant; tenants with queued or running requests.
   std::map<int32_t, int64_t> waiting_by_tenant() const;
   std::vector<int32_t> active_tenants() const;

@@ -11,7 +11,8 @@ namespace tandem::models {
 // ---- KvBlockPool ----
 
 KvBlockPool::KvBlockPool(int64_t n_layers, int64_t kv_dim, int64_t block_size, int64_t max_blocks)
-    : n_layers_(n_layers), kv_dim_(kv_dim), block_size_(block_size), max_blocks_(max_blocks) {
+    : n_layers_(n_layers), kv_dim_(kv_dim), block_size_(block_size), max_blocks_(max_blocks),
+      limit_(max_blocks) {
   TANDEM_CHECK(n_layers > 0 && kv_dim > 0 && block_size > 0 && max_blocks >= 0,
                "KvBlockPool: bad dimensions");
   TANDEM_CHECK(max_blocks <= INT32_MAX, "KvBlockPool: too many blocks");
@@ -24,14 +25,14 @@ KvBlockPool::Block& KvBlockPool::at(int32_t block) {
 }
 
 std::optional<int32_t> KvBlockPool::allocate() {
+  if (used_ >= limit_) return std::nullopt;
   int32_t id;
   if (!free_.empty()) {
     id = free_.back();
     free_.pop_back();
-  } else if (static_cast<int64_t>(blocks_.size()) < max_blocks_) {
+  } else if (static_cast<int64_t>(blocks_.size()) < max_blocks_ && resident_ < limit_) {
     blocks_.emplace_back();
     id = static_cast<int32_t>(blocks_.size() - 1);
-    blocks_.back().data.resize(static_cast<size_t>(floats_per_block()));
   } else if (!lru_.empty()) {
     id = lru_.front();
     unpublish(id);  // also leaves the LRU list
@@ -39,6 +40,10 @@ std::optional<int32_t> KvBlockPool::allocate() {
     return std::nullopt;
   }
   Block& b = at(id);
+  if (b.data.size() == 0) {  // new, or its storage was given back under a lower limit
+    b.data.resize(static_cast<size_t>(floats_per_block()));
+    ++resident_;
+  }
   b.ref = 1;
   ++used_;
   return id;
@@ -64,6 +69,29 @@ void KvBlockPool::release(int32_t block) {
     b.lru_pos = lru_.insert(lru_.end(), block);
   } else {
     free_.push_back(block);
+  }
+  if (resident_ > limit_) trim();
+}
+
+void KvBlockPool::set_limit(int64_t blocks) {
+  limit_ = std::clamp<int64_t>(blocks, 0, max_blocks_);
+  trim();
+}
+
+void KvBlockPool::trim() {
+  // Cached blocks first (oldest release first), then plain free ones.
+  while (resident_ > limit_ && !lru_.empty()) {
+    const int32_t id = lru_.front();
+    unpublish(id);
+    at(id).data.resize(0);
+    --resident_;
+    free_.push_back(id);
+  }
+  for (size_t i = free_.size(); i-- > 0 && resident_ > limit_;) {
+    Block& b = at(free_[i]);
+    if (b.data.size() == 0) continue;
+    b.data.resize(0);
+    --resident_;
   }
 }
 

@@ -12,6 +12,7 @@
 // one engine thread owns a pool and its caches.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -38,10 +39,17 @@ class KvBlockPool {
   int64_t kv_dim() const { return kv_dim_; }
   int64_t block_size() const { return block_size_; }
   int64_t capacity() const { return max_blocks_; }
+  // Blocks that may be held at once, <= capacity(); the resource manager moves it as the
+  // device's KV memory shifts between engines. Blocks whose storage would exceed it are
+  // freed (cached ones first) as soon as nobody holds them.
+  int64_t limit() const { return limit_; }
+  void set_limit(int64_t blocks);
+  // Blocks with storage allocated (held, free or cached).
+  int64_t resident() const { return resident_; }
   // Blocks held by at least one sequence.
   int64_t used() const { return used_; }
   // Blocks that allocate() can hand out now: never used, released, or cached (evictable).
-  int64_t available() const { return max_blocks_ - used_; }
+  int64_t available() const { return std::max<int64_t>(0, limit_ - used_); }
   int64_t cached() const { return static_cast<int64_t>(lru_.size()); }
   uint64_t block_bytes() const { return static_cast<uint64_t>(floats_per_block()) * sizeof(float); }
 
@@ -79,10 +87,13 @@ class KvBlockPool {
   };
   int64_t floats_per_block() const { return n_layers_ * 2 * block_size_ * kv_dim_; }
   void unpublish(int32_t block);
+  void trim();  // frees unheld storage down to limit_
   Block& at(int32_t block);
 
   int64_t n_layers_, kv_dim_, block_size_, max_blocks_;
+  int64_t limit_;
   int64_t used_ = 0;
+  int64_t resident_ = 0;
   std::vector<Block> blocks_;  // grows up to max_blocks_
   std::vector<int32_t> free_;  // released, unpublished
   std::list<int32_t> lru_;     // released, published: oldest release first

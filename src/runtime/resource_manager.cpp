@@ -38,6 +38,47 @@ struct ResourceManager::Tenant {
   }
 };
 
+namespace {
+
+struct Claim {
+  double demand, weight, floor, cap;
+  bool active;
+  int cls;  // demands of class 0 are met before those of class 1
+};
+
+// Divides `capacity` among claims: floors first, then demand class by class, by weight within
+// a class, none above its demand or cap; what nobody demands goes to the active claims by
+// weight, up to their caps.
+std::vector<double> water_fill(double capacity, const std::vector<Claim>& c) {
+  const size_t n = c.size();
+  std::vector<double> a(n, 0.0), d(n);
+  for (size_t i = 0; i < n; ++i) {
+    d[i] = std::min(c[i].demand, c[i].cap);
+    a[i] = std::min(c[i].floor, d[i]);
+  }
+  auto fill = [&](const std::vector<double>& limit, int cls) {
+    for (int round = 0; round < 32; ++round) {
+      double left = capacity;
+      for (double x : a) left -= x;
+      double wsum = 0;
+      auto takes = [&](size_t i) { return (cls < 0 || c[i].cls == cls) && a[i] < limit[i] - 1e-9; };
+      for (size_t i = 0; i < n; ++i) wsum += takes(i) ? c[i].weight : 0.0;
+      if (left <= 1e-9 || wsum <= 0) return;
+      for (size_t i = 0; i < n; ++i) {
+        if (takes(i)) a[i] = std::min(limit[i], a[i] + left * c[i].weight / wsum);
+      }
+    }
+  };
+  fill(d, 0);
+  fill(d, 1);
+  std::vector<double> caps(n);
+  for (size_t i = 0; i < n; ++i) caps[i] = c[i].active ? c[i].cap : a[i];
+  fill(caps, -1);
+  return a;
+}
+
+}  // namespace
+
 ResourceManager::ResourceManager(ManagerOptions o) : opts_(o), last_control_(Clock::now()) {
   if (!(opts_.control_period_s > 0)) throw Error("control period must be positive");
   if (!(opts_.window_s > 0)) throw Error("window must be positive");
@@ -81,6 +122,71 @@ void ResourceManager::set_engine_capacity(const void* engine, int64_t kv_blocks,
     if (x->spec.engine != engine) continue;
     x->kv_quota = static_cast<double>(kv_blocks) / n;
     x->running_quota = static_cast<double>(max_running) / n;
+  }
+}
+
+void ResourceManager::set_engine_kv_memory(const void* engine, const std::string& device,
+                                           int64_t block_bytes, int64_t min_blocks,
+                                           int64_t max_blocks, std::function<void(int64_t)> apply) {
+  std::lock_guard lock(mu_);
+  EngineCap& c = engines_[engine];
+  c.device = device;
+  c.block_bytes = block_bytes;
+  c.start_blocks = c.kv_blocks;
+  c.min_blocks = std::min(min_blocks, c.kv_blocks);
+  c.max_blocks = std::max(max_blocks, c.kv_blocks);
+  c.limit = static_cast<double>(c.kv_blocks);
+  c.apply = std::move(apply);
+}
+
+void ResourceManager::move_kv_memory_locked() {
+  std::map<std::string, std::vector<std::pair<const void*, EngineCap*>>> by_device;
+  for (auto& [e, c] : engines_) {
+    if (c.block_bytes > 0 && c.apply) by_device[c.device].emplace_back(e, &c);
+  }
+  for (auto& [device, engines] : by_device) {
+    if (engines.size() < 2) continue;
+    double budget = 0;
+    std::vector<Claim> claims;
+    for (auto& [e, c] : engines) {
+      budget += static_cast<double>(c->start_blocks * c->block_bytes);
+      double demand = 0;
+      bool active = false;
+      int cls = 1;
+      for (const Tenant* t : order_) {
+        if (t->spec.engine != e) continue;
+        double miss = 0;
+        if (!t->done.empty() && (t->spec.ttft_ms > 0 || t->spec.tpot_ms > 0)) {
+          int64_t missed = 0;
+          for (const auto& d : t->done) missed += d.met ? 0 : 1;
+          miss = static_cast<double>(missed) / static_cast<double>(t->done.size());
+        }
+        demand += static_cast<double>(t->kv_used + t->waiting_blocks) * (1.0 + miss);
+        if (t->waiting + t->running > 0) {
+          active = true;
+          cls = std::min(cls, t->spec.cls);
+        }
+      }
+      const double bb = static_cast<double>(c->block_bytes);
+      // Every engine keeps its floor (a whole context) whatever its demand.
+      demand = std::max(demand, static_cast<double>(c->min_blocks));
+      claims.push_back({demand * bb, 1.0, static_cast<double>(c->min_blocks) * bb,
+                        static_cast<double>(c->max_blocks) * bb, active, cls});
+    }
+    bool any_active = false;
+    for (const auto& c : claims) any_active = any_active || c.active;
+    if (!any_active) continue;
+    const auto bytes = water_fill(budget, claims);
+    for (size_t i = 0; i < engines.size(); ++i) {
+      EngineCap& c = *engines[i].second;
+      const double target = bytes[i] / static_cast<double>(c.block_bytes);
+      c.limit += 0.5 * (target - c.limit);
+      const auto blocks = std::clamp<int64_t>(static_cast<int64_t>(c.limit), c.min_blocks, c.max_blocks);
+      if (blocks != c.kv_blocks) {
+        c.kv_blocks = blocks;  // tenants' quotas divide the new pool
+        c.apply(blocks);
+      }
+    }
   }
 }
 
@@ -223,46 +329,6 @@ void ResourceManager::on_finish(int32_t id, double ttft_s, double tpot_s, int64_
   ++t->finished;
 }
 
-namespace {
-
-struct Claim {
-  double demand, weight, floor, cap;
-  bool active;
-  int cls;  // demands of class 0 are met before those of class 1
-};
-
-// Divides `capacity` among claims: floors first, then demand class by class, by weight within
-// a class, none above its demand or cap; what nobody demands goes to the active claims by
-// weight, up to their caps.
-std::vector<double> water_fill(double capacity, const std::vector<Claim>& c) {
-  const size_t n = c.size();
-  std::vector<double> a(n, 0.0), d(n);
-  for (size_t i = 0; i < n; ++i) {
-    d[i] = std::min(c[i].demand, c[i].cap);
-    a[i] = std::min(c[i].floor, d[i]);
-  }
-  auto fill = [&](const std::vector<double>& limit, int cls) {
-    for (int round = 0; round < 32; ++round) {
-      double left = capacity;
-      for (double x : a) left -= x;
-      double wsum = 0;
-      auto takes = [&](size_t i) { return (cls < 0 || c[i].cls == cls) && a[i] < limit[i] - 1e-9; };
-      for (size_t i = 0; i < n; ++i) wsum += takes(i) ? c[i].weight : 0.0;
-      if (left <= 1e-9 || wsum <= 0) return;
-      for (size_t i = 0; i < n; ++i) {
-        if (takes(i)) a[i] = std::min(limit[i], a[i] + left * c[i].weight / wsum);
-      }
-    }
-  };
-  fill(d, 0);
-  fill(d, 1);
-  std::vector<double> caps(n);
-  for (size_t i = 0; i < n; ++i) caps[i] = c[i].active ? c[i].cap : a[i];
-  fill(caps, -1);
-  return a;
-}
-
-}  // namespace
 
 void ResourceManager::control_now() {
   std::lock_guard lock(mu_);
@@ -272,6 +338,7 @@ void ResourceManager::control_now() {
 void ResourceManager::control_locked(Clock::time_point now) {
   last_control_ = now;
   if (opts_.mode == ShareMode::kStatic) return;
+  move_kv_memory_locked();
   for (auto& [engine, cap] : engines_) {
     std::vector<Tenant*> ts;
     for (Tenant* t : order_) {
@@ -329,6 +396,7 @@ std::vector<TenantReport> ResourceManager::report() const {
     r.kv_used = t->kv_used;
     const engine::TenantLimits l = limits_locked(*t);
     r.kv_quota = l.kv_blocks == INT64_MAX ? 0 : l.kv_blocks;
+    if (auto e = engines_.find(t->spec.engine); e != engines_.end()) r.kv_pool_blocks = e->second.kv_blocks;
     r.running_quota = l.running == INT64_MAX ? 0 : l.running;
     const auto from = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.window_s));
     std::vector<double> ttft, tpot;

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -71,6 +72,7 @@ struct TenantReport {
   double share = 0;  // of the device's busy time over the window
   int64_t waiting = 0, running = 0;
   int64_t kv_quota = 0, kv_used = 0, running_quota = 0;
+  int64_t kv_pool_blocks = 0;  // the engine's KV pool now (its part of the device's KV memory)
   double ttft_p50_ms = 0, ttft_p95_ms = 0, tpot_p50_ms = 0, tpot_p95_ms = 0;
   double slo_attainment = 1;  // fraction of finished requests in the window meeting the targets
   double tokens_per_s = 0;    // tokens computed (prompt + generated) over the window
@@ -89,6 +91,14 @@ class ResourceManager : public engine::SharePolicy {
   int32_t add_tenant(const TenantSpec& t);
   // The engine's KV pool and running slots, to divide into quotas.
   void set_engine_capacity(const void* engine, int64_t kv_blocks, int64_t max_running);
+  // Makes the engine's KV pool part of its device's one pool of KV memory: the device's
+  // budget is the sum of its engines' starting pools (kv_blocks x block_bytes, as given to
+  // set_engine_capacity); adaptive mode moves it between the engines toward their demand,
+  // keeping each between `min_blocks` (a whole context, so every valid request still fits)
+  // and `max_blocks`, and calls `apply(blocks)` with each engine's new pool limit.
+  void set_engine_kv_memory(const void* engine, const std::string& device, int64_t block_bytes,
+                            int64_t min_blocks, int64_t max_blocks,
+                            std::function<void(int64_t)> apply);
   ShareMode mode() const { return opts_.mode; }
 
   // engine::SharePolicy
@@ -107,7 +117,13 @@ class ResourceManager : public engine::SharePolicy {
   struct Tenant;
   struct EngineCap {
     int64_t kv_blocks = 0, max_running = 0;
+    // Device KV memory (set_engine_kv_memory); block_bytes 0: a pool of its own.
+    std::string device = "cpu";
+    int64_t block_bytes = 0, start_blocks = 0, min_blocks = 0, max_blocks = 0;
+    double limit = 0;  // smoothed
+    std::function<void(int64_t)> apply;
   };
+  void move_kv_memory_locked();
   void control_locked(Clock::time_point now);
   void trim_locked(Tenant& t, Clock::time_point now) const;
   double window_share_locked(const Tenant& t, Clock::time_point now, double window) const;

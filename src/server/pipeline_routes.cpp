@@ -221,6 +221,7 @@ void Server::handle_pipeline_list(httplib::Response& res) {
          {"running", r->running},
          {"kv_quota_blocks", r->kv_quota},
          {"kv_used_blocks", r->kv_used},
+         {"kv_pool_blocks", r->kv_pool_blocks},
          {"running_quota", r->running_quota},
          {"ttft_ms", {{"p50", r->ttft_p50_ms}, {"p95", r->ttft_p95_ms}}},
          {"tpot_ms", {{"p50", r->tpot_p50_ms}, {"p95", r->tpot_p95_ms}}},
@@ -267,6 +268,9 @@ std::string Server::pipeline_metrics_text() {
   gauge("tandem_pipeline_kv_quota_blocks", "KV cache blocks the manager grants now.",
         [](const R& r) { return r.kv_quota; });
   gauge("tandem_pipeline_kv_used_blocks", "KV cache blocks held.", [](const R& r) { return r.kv_used; });
+  gauge("tandem_pipeline_kv_pool_blocks",
+        "KV blocks of the pipeline's engine now (its part of the device's KV memory).",
+        [](const R& r) { return r.kv_pool_blocks; });
   gauge("tandem_pipeline_running_quota", "Running sequences the manager grants now.",
         [](const R& r) { return r.running_quota; });
   gauge("tandem_pipeline_ttft_p50_seconds", "Time to first token, median over the window.",

@@ -125,6 +125,9 @@ void Server::add_model(const ModelSpec& spec, const engine::EngineOptions& eo) {
   engine::EngineOptions opts = eo;
   opts.policy = manager_.get();
   opts.driver = executor_.get();
+  // The engine's pool is its part of the CPU's KV memory; it may grow to 4x by taking what
+  // the other engines on the CPU do not need.
+  opts.scheduler.kv_growth = 4;
   s->engine = std::make_unique<engine::Engine>(*s->model, s->tok.get(), opts, pool_);
   runtime::TenantSpec t;
   t.name = spec.name;
@@ -133,6 +136,13 @@ void Server::add_model(const ModelSpec& spec, const engine::EngineOptions& eo) {
   s->tenant = manager_->add_tenant(t);
   manager_->set_engine_capacity(s->engine.get(), s->engine->stats().kv_blocks_total,
                                 opts.scheduler.max_running);
+  {
+    engine::Engine* e = s->engine.get();
+    const int64_t bs = opts.scheduler.block_size;
+    const int64_t one_context = (e->max_context() + bs) / bs;
+    manager_->set_engine_kv_memory(e, "cpu", e->kv_block_bytes(), one_context, e->kv_blocks_max(),
+                                   [e](int64_t blocks) { e->request_kv_limit(blocks); });
+  }
   executor_->add(s->engine.get());
   s->created = unix_now();
   models_.push_back(std::move(s));

@@ -333,6 +333,39 @@ TEST(ResourceShare, QuotasFollowDemand) {
   EXPECT_GE(rm.limits(tb).running, 14) << "B's quota did not grow once A was idle";
 }
 
+TEST(ResourceShare, DeviceKvMemoryMovesBetweenEnginesTowardDemand) {
+  ResourceManager rm(manager_options());
+  SchedulerOptions so;
+  so.kv_blocks = 160;
+  so.kv_growth = 4;
+  so.max_batch_tokens = 512;
+  Scheduler s1(*demo().model, nullptr, so, demo().pool, &rm);
+  Scheduler s2(*demo().model, nullptr, so, demo().pool, &rm);
+  const int32_t ta = rm.add_tenant({.name = "A", .engine = &s1});
+  const int32_t tb = rm.add_tenant({.name = "B", .engine = &s2});
+  for (Scheduler* s : {&s1, &s2}) {
+    rm.set_engine_capacity(s, s->pool().limit(), s->options().max_running);
+    rm.set_engine_kv_memory(s, "cpu", static_cast<int64_t>(s->pool().block_bytes()), 65,
+                            s->pool().capacity(), [s](int64_t n) { s->set_kv_limit(n); });
+  }
+  EXPECT_EQ(s1.pool().capacity(), 640);
+  // Only A has work: A's pool grows into what B does not use, B keeps a whole context.
+  flood(s1, {ta}, 40, 24, 100, 16);
+  EXPECT_GT(s1.pool().limit(), 200);
+  EXPECT_GE(s2.pool().limit(), 65);
+  EXPECT_LT(s2.pool().limit(), 120);
+  EXPECT_LE(s1.pool().limit() + s2.pool().limit(), 320);
+  EXPECT_LE(s1.pool().resident(), std::max(s1.pool().limit(), s1.pool().used()));
+  // Then only B: the memory moves back.
+  for (int i = 0; i < 400 && s1.has_work(); ++i) s1.step();
+  flood(s2, {tb}, 40, 24, 100, 16);
+  EXPECT_GT(s2.pool().limit(), 200);
+  EXPECT_LT(s1.pool().limit(), 120);
+  EXPECT_LE(s1.pool().resident(), s1.pool().limit());
+  const auto rep = rm.report();
+  EXPECT_EQ(rep[1].kv_pool_blocks, s2.pool().limit());
+}
+
 TEST(Executor, InterleavesTwoEnginesAndEveryOutputIsExact) {
   ResourceManager rm(manager_options());
   runtime::Executor ex("cpu", &rm);
