@@ -102,6 +102,10 @@ Server::Server(ServerOptions opts, ThreadPool& pool)
 
 Server::~Server() {
   pipelines_.clear();
+  // No engine steps from here on (a step of one engine may resize another's KV pool).
+  for (auto& m : models_) {
+    if (m->engine) executor_->remove(m->engine.get());
+  }
   for (auto& m : models_) m->engine.reset();
 }
 
