@@ -249,12 +249,14 @@ engine::TenantLimits ResourceManager::limits_locked(const Tenant& tr) const {
     int n = 0;
     for (const Tenant* x : order_) n += x->spec.engine == t->spec.engine && !x->spec.fallback ? 1 : 0;
     n = std::max(n, 1);
-    l.kv_blocks = std::max<int64_t>(1, e->second.kv_blocks / n);
+    // Never below one whole context: a long request must fit in its partition.
+    l.kv_blocks = std::max<int64_t>({1, e->second.kv_blocks / n, e->second.min_blocks});
     l.running = std::max<int64_t>(1, e->second.max_running / n);
     l.may_borrow = false;
     return l;
   }
-  l.kv_blocks = std::max<int64_t>(1, static_cast<int64_t>(std::lround(t->kv_quota)));
+  l.kv_blocks = std::max<int64_t>(
+      {1, static_cast<int64_t>(std::lround(t->kv_quota)), e->second.min_blocks});
   l.running = std::max<int64_t>(1, static_cast<int64_t>(std::lround(t->running_quota)));
   l.may_borrow = t->spec.max_share >= 1.0;
   return l;

@@ -167,6 +167,27 @@ TEST(ResourceShare, StaticModePartitionsEvenWhenTheOtherIsIdle) {
   EXPECT_LE(s.stats().running, 8);
 }
 
+TEST(ResourceShare, StaticPartitionSmallerThanAContextStillRunsALongPrompt) {
+  ResourceManager rm(manager_options(runtime::ShareMode::kStatic));
+  SchedulerOptions so;
+  so.kv_blocks = 100;  // four partitions of 25 blocks; a 500-token prompt needs 32
+  so.max_batch_tokens = 512;
+  Scheduler s(*demo().model, nullptr, so, demo().pool, &rm);
+  std::vector<int32_t> ids;
+  for (const char* n : {"A", "B", "C", "D"}) ids.push_back(rm.add_tenant({.name = n, .engine = &s}));
+  rm.set_engine_capacity(&s, s.pool().limit(), s.options().max_running);
+  rm.set_engine_kv_memory(&s, "cpu", static_cast<int64_t>(s.pool().block_bytes()), 65,
+                          s.pool().capacity(), [&s](int64_t n) { s.set_kv_limit(n); });
+  auto r = make(ids[0], prompt_of(1, 500), 4);
+  s.add(r);
+  for (int i = 0; i < 50 && s.has_work(); ++i) s.step();
+  Collected c;
+  drain(*r, c);
+  ASSERT_TRUE(c.finished) << "the request starved in its partition";
+  EXPECT_EQ(c.reason, FinishReason::kLength);
+  EXPECT_EQ(c.ids, reference(prompt_of(1, 500), 4));
+}
+
 TEST(ResourceShare, MinShareIsGuaranteedToBatchUnderInteractiveFlood) {
   ResourceManager rm(manager_options());
   Scheduler s(*demo().model, nullptr, small_batch(), demo().pool, &rm);

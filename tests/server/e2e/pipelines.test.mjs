@@ -176,3 +176,23 @@ test('a config error stops start-up naming the line and the field', { timeout: T
   assert.match(r.stderr, /bad\.yaml:7/);
   assert.match(r.stderr, /pipelines\[0\]\.weight/);
 });
+
+test('static mode serves every pipeline from its fixed partition, long prompts included', { timeout: T }, async () => {
+  const s = await startServer(['--config', CONFIG, '--share-mode', 'static'], { model: false });
+  try {
+    const list = await (await fetch(`${s.url}/v1/pipelines`)).json();
+    assert.equal(list.mode, 'static');
+    const post = (name, body) =>
+      fetch(`${s.url}/v1/pipelines/${name}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+        .then(async (r) => ({ status: r.status, body: await r.json() }));
+    const [long, label] = await Promise.all([
+      post('complete', { input: 'x = 1\n'.repeat(40) }),
+      post('label', { input: 'Add two numbers.' }),
+    ]);
+    assert.equal(long.status, 200, JSON.stringify(long.body));
+    assert.equal(label.status, 200, JSON.stringify(label.body));
+  } finally {
+    const { code } = await s.stop();
+    assert.equal(code, 0, s.log());
+  }
+});
