@@ -15,6 +15,7 @@
 #include "engine/sampler.h"
 #include "pipeline/json_schema.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/utf8.h"
 
 namespace tandem::pipeline {
 
@@ -535,6 +536,15 @@ const PipelineConfig* ServeConfig::find_pipeline(std::string_view name) const {
 
 ServeConfig parse_config_text(std::string_view yaml, const std::string& file_name) {
   Reader r(file_name);
+  // YAML is UTF-8 text; bytes that are not would reach templates, labels and schemas.
+  for (size_t pos = 0; pos < yaml.size();) {
+    const auto c = tokenizer::utf8::decode(yaml, pos);
+    if (!c.valid) {
+      const auto line = 1 + std::count(yaml.begin(), yaml.begin() + static_cast<std::ptrdiff_t>(pos), '\n');
+      r.fail_line(static_cast<int>(line), "", "the file is not valid UTF-8 (byte " + std::to_string(pos) + ")");
+    }
+    pos += c.len;
+  }
   YAML::Node loaded;
   try {
     loaded = YAML::Load(std::string(yaml));

@@ -28,7 +28,8 @@ Server::ServedPipeline* Server::find_pipeline(const std::string& name) {
 
 std::optional<engine::RequestOptions> Server::single_request(ServedPipeline& p,
                                                              const nlohmann::ordered_json& input) {
-  return p.pipe->single_request(nlohmann::json::parse(input.dump()));
+  return p.pipe->single_request(
+      nlohmann::json::parse(input.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 
 nlohmann::ordered_json pipeline_input(const CompletionRequest& r, bool chat) {
@@ -51,8 +52,9 @@ namespace {
 std::string output_text(const nlohmann::json& output) {
   if (output.contains("text") && output["text"].is_string()) return output["text"];
   if (output.contains("label") && output["label"].is_string()) return output["label"];
-  if (output.contains("json")) return output["json"].dump();
-  return output.dump();
+  const auto replace = nlohmann::json::error_handler_t::replace;
+  if (output.contains("json")) return output["json"].dump(-1, ' ', false, replace);
+  return output.dump(-1, ' ', false, replace);
 }
 
 struct ActiveCount {
@@ -75,7 +77,8 @@ void Server::pipeline_routes() {
 
 void Server::pipeline_completion(ServedPipeline& p, const CompletionRequest& r, bool chat,
                                  httplib::Response& res) {
-  const nlohmann::json input = nlohmann::json::parse(pipeline_input(r, chat).dump());
+  const nlohmann::json input = nlohmann::json::parse(
+      pipeline_input(r, chat).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   pipeline::RunResult out;
   try {
     ActiveCount active(active_);
@@ -184,8 +187,8 @@ void Server::handle_pipeline(const httplib::Request& req, httplib::Response& res
                {"object", "pipeline.result"},
                {"created", unix_now()},
                {"pipeline", p->name},
-               {"output", Json::parse(out.output.dump())},
-               {"steps", Json::parse(out.steps.dump())},
+               {"output", Json::parse(out.output.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))},
+               {"steps", Json::parse(out.steps.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))},
                {"finish_reason", out.finish_reason},
                {"usage",
                 {{"prompt_tokens", out.prompt_tokens},

@@ -246,5 +246,27 @@ TEST(Config, MissingFileAndBadYaml) {
   }
 }
 
+// Found by fuzz_config: a byte that is not UTF-8 in a schema's enum reached the JSON writer,
+// which threw a nlohmann exception instead of a ConfigError.
+TEST(Config, InvalidUtf8IsAConfigErrorNamingTheLine) {
+  const std::string text =
+      "models: [{name: m, path: /x}]\n"
+      "pipelines:\n"
+      "  - name: p\n"
+      "    model: m\n"
+      "    steps:\n"
+      "      - name: s\n"
+      "        type: extract\n"
+      "        prompt: x\n"
+      "        schema: {type: object, properties: {a: {enum: [\"ab\x96\"]}}}\n";
+  try {
+    parse_config_text(text, "u.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("u.yaml:9:", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("UTF-8"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace tandem::pipeline
