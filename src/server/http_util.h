@@ -55,4 +55,18 @@ inline void send_error(httplib::Response& res, const ApiError& e) {
   send_json(res, e.status, e.to_json());
 }
 
+// A Prometheus label value: backslash, quote and newline escaped.
+inline std::string prom_label(const std::string& v) {
+  std::string s;
+  for (char c : v) {
+    if (c == '\\' || c == '"') s += '\\';
+    if (c == '\n') {
+      s += "\\n";
+      continue;
+    }
+    s += c;
+  }
+  return s;
+}
+
 }  // namespace tandem::server::detail

@@ -243,18 +243,7 @@ void Server::handle_pipeline_list(httplib::Response& res) {
 std::string Server::pipeline_metrics_text() {
   std::ostringstream o;
   const auto reports = manager_->report();
-  auto label = [](const std::string& v) {
-    std::string s;
-    for (char c : v) {
-      if (c == '\\' || c == '"') s += '\\';
-      if (c == '\n') {
-        s += "\\n";
-        continue;
-      }
-      s += c;
-    }
-    return s;
-  };
+  const auto label = prom_label;
   auto gauge = [&](const char* name, const char* help, auto value) {
     o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
     for (const auto& r : reports) {

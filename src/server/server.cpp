@@ -830,18 +830,7 @@ void Server::handle_detokenize(const httplib::Request& req, httplib::Response& r
 
 std::string Server::metrics_text() {
   std::ostringstream o;
-  auto label = [](const std::string& v) {
-    std::string s;
-    for (char c : v) {
-      if (c == '\\' || c == '"') s += '\\';
-      if (c == '\n') {
-        s += "\\n";
-        continue;
-      }
-      s += c;
-    }
-    return s;
-  };
+  const auto label = prom_label;
   o << "# HELP tandem_requests_total HTTP requests by model and status code.\n"
        "# TYPE tandem_requests_total counter\n";
   {
