@@ -11,6 +11,7 @@
 #include "base/thread_pool.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/repack.h"
 #include "tensor/ggml_quant.h"
 
 using namespace tandem;
@@ -26,27 +27,35 @@ int main(int argc, char** argv) {
   for (float& v : x) v = nd(rng);
   std::printf("threads %d, n %lld, k %lld\n| type | isa | m=1 GB/s | m=1 us | m=128 GMAC/s |\n|---|---|---|---|---|\n", threads,
               (long long)n, (long long)k);
+  // Best time of `reps` products of m rows on one backend, after a warm-up.
+  auto time = [&](kernels::Isa isa, const TensorView& w, int64_t m, int reps) {
+    kernels::matmul_with(isa, x.data(), m, k, w, y.data(), n, pool);
+    double best = 1e9;
+    for (int r = 0; r < reps; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      kernels::matmul_with(isa, x.data(), m, k, w, y.data(), n, pool);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  auto row = [&](kernels::Isa isa, const TensorView& w) {
+    const double t1 = time(isa, w, 1, 20), t128 = time(isa, w, 128, 3);
+    std::printf("| %s | %s | %.1f | %.0f | %.1f |\n", std::string(dtype_name(w.dtype)).c_str(),
+                std::string(kernels::isa_name(isa)).c_str(), double(w.nbytes()) / t1 / 1e9, t1 * 1e6,
+                128.0 * double(n * k) / t128 / 1e9);
+  };
   for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K}) {
     std::vector<uint8_t> wb(dtype_row_bytes(t, k) * static_cast<size_t>(n));
     for (int64_t r = 0; r < n; ++r) {
       quantize_row(*ggml_from_dtype(t), wf.data() + r * k, wb.data() + static_cast<size_t>(r) * dtype_row_bytes(t, k), k);
     }
-    TensorView w{t, {n, k}, wb.data()};
-    for (int isa = 1; isa <= int(kernels::detected_isa()); ++isa) {
-      auto time = [&](int64_t m, int reps) {
-        kernels::matmul_with(kernels::Isa(isa), x.data(), m, k, w, y.data(), n, pool);
-        double best = 1e9;
-        for (int r = 0; r < reps; ++r) {
-          auto t0 = std::chrono::steady_clock::now();
-          kernels::matmul_with(kernels::Isa(isa), x.data(), m, k, w, y.data(), n, pool);
-          best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        }
-        return best;
-      };
-      const double t1 = time(1, 20), t128 = time(128, 3);
-      std::printf("| %s | %s | %.1f | %.0f | %.1f |\n", std::string(dtype_name(t)).c_str(),
-                  std::string(kernels::isa_name(kernels::Isa(isa))).c_str(), double(wb.size()) / t1 / 1e9, t1 * 1e6,
-                  128.0 * double(n * k) / t128 / 1e9);
+    const TensorView w{t, {n, k}, wb.data()};
+    for (int isa = 1; isa <= int(kernels::detected_isa()); ++isa) row(kernels::Isa(isa), w);
+    // The interleaved form the model loader makes on AVX-512 VNNI machines (kernels/cpu/repack.h).
+    if (kernels::detected_isa() == kernels::Isa::kAvx512 && kernels::can_pack(t, n, k)) {
+      std::vector<uint8_t> pb(wb.size());
+      kernels::pack_q8_0x16(wb.data(), n, k, pb.data());
+      row(kernels::Isa::kAvx512, TensorView{kernels::packed_type(t), {n, k}, pb.data()});
     }
   }
   return 0;

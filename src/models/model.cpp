@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/repack.h"
 #include "models/gguf_loader.h"
 #include "tensor/ggml_quant.h"
 
@@ -106,6 +107,7 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
   }
   params_ += t.numel();
   const int64_t rows = shape[0], k = shape[1];
+  const DType stored = t.dtype;
   DType want = t.dtype;
   if (opts.convert_to_f32) {
     want = DType::kF32;
@@ -145,8 +147,21 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
     t.data = buf.data();
     owned_.push_back(std::move(buf));
   }
+  // Interleave Q8_0 for the AVX-512 kernels, in place in memory that is ours
+  // (a copy or conversion made above, or a GGUF file's tensors, which the GGUF
+  // loader already copied), never in a file mapping. The embedding alone is
+  // only looked up by rows; linear layers and the head (tied or not) are what
+  // the matmul kernels stream.
+  const bool ours = want != stored || !opts.use_mmap || !ckpt_;
+  if (opts.repack && ours && role != WeightRole::kEmbedding && kernels::active_isa() == kernels::Isa::kAvx512 &&
+      kernels::can_pack(t.dtype, rows, k)) {
+    std::vector<uint8_t> packed(t.nbytes());
+    kernels::pack_q8_0x16(static_cast<const uint8_t*>(t.data), rows, k, packed.data());
+    std::memcpy(const_cast<void*>(t.data), packed.data(), packed.size());
+    t.dtype = kernels::packed_type(t.dtype);
+  }
   weight_bytes_ += t.nbytes();
-  matrix_bytes_by_type_[std::string(dtype_name(t.dtype))] += t.nbytes();
+  matrix_bytes_by_type_[std::string(dtype_name(dtype_unpacked(t.dtype)))] += t.nbytes();
   return t;
 }
 
@@ -266,7 +281,7 @@ void Model::embed(std::span<const SeqInput> batch, float* x) const {
   int64_t t = 0;
   for (const auto& s : batch) {
     for (int32_t id : s.tokens) {
-      kernels::to_f32(embed_.row(id), embed_.dtype, H, x + t * H);
+      kernels::matrix_row_to_f32(embed_, id, x + t * H);
       if (arch_.scale_embeddings) kernels::scale_inplace(x + t * H, embed_scale_, H);
       ++t;
     }

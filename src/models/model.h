@@ -41,6 +41,11 @@ struct LoadOptions {
   // Quantize (or convert) the matrices at load following models/quant_recipe.h,
   // e.g. kQ4_K for llama.cpp's Q4_K_M-like mix. Applies to GGUF files too.
   std::optional<DType> quantize;
+  // Interleave Q8_0 matrices by 16 rows for the AVX-512 VNNI kernels
+  // (kernels/cpu/repack.h) when that is the active ISA. Same bytes; applies to
+  // copies made at load and GGUF tensors, never to a safetensors file mapping
+  // used in place (use_mmap).
+  bool repack = true;
 };
 
 // One transformer block's weights. Matrices are views into the mapped file (or

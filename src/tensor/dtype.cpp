@@ -20,6 +20,7 @@ size_t dtype_size(DType t) {
     case DType::kQ5_0: return 22;
     case DType::kQ4_K: return 144;
     case DType::kQ6_K: return 210;
+    case DType::kQ8_0x16: return 34;
   }
   return 0;
 }
@@ -27,6 +28,7 @@ size_t dtype_size(DType t) {
 int64_t dtype_block(DType t) {
   switch (t) {
     case DType::kQ8_0:
+    case DType::kQ8_0x16:
     case DType::kQ4_0:
     case DType::kQ5_0: return 32;
     case DType::kQ4_K:
@@ -36,6 +38,8 @@ int64_t dtype_block(DType t) {
 }
 
 bool dtype_is_quantized(DType t) { return dtype_block(t) > 1; }
+
+DType dtype_unpacked(DType t) { return t == DType::kQ8_0x16 ? DType::kQ8_0 : t; }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   std::string s(name);
@@ -64,6 +68,7 @@ std::string_view dtype_name(DType t) {
     case DType::kQ5_0: return "Q5_0";
     case DType::kQ4_K: return "Q4_K";
     case DType::kQ6_K: return "Q6_K";
+    case DType::kQ8_0x16: return "Q8_0x16";
   }
   return "?";
 }

@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/repack.h"
 #include "tensor/ggml_quant.h"
 #include "test_util.h"
 
@@ -161,6 +163,70 @@ TEST(KQuantQuantizers, ConstantAndZeroRows) {
       quantize_row(g, v->data(), buf.data(), 256);
       dequantize_row(g, buf.data(), out.data(), 256);
       for (int i = 0; i < 256; ++i) ASSERT_NEAR(out[size_t(i)], (*v)[size_t(i)], 0.02f * (1 + std::abs((*v)[size_t(i)])));
+    }
+  }
+}
+
+// Q8_0 interleaved by 16 rows (kernels/cpu/repack.h): packing loses nothing,
+// single rows read back as the GGUF rows do, and every backend's product equals
+// the scalar reference's product with the GGUF rows (the AVX-512 backend
+// through its own kernel, the others through unpacking).
+TEST(PackedQ8_0, PackUnpackRoundTripsAndRowsReadBack) {
+  std::mt19937 rng(99);
+  for (const int64_t k : {32, 96, 288}) {
+    const int64_t n = 48;
+    QWeights w = make_qweights(DType::kQ8_0, n, k, rng);
+    ASSERT_TRUE(kernels::can_pack(DType::kQ8_0, n, k));
+    EXPECT_FALSE(kernels::can_pack(DType::kQ8_0, n + 1, k));
+    EXPECT_FALSE(kernels::can_pack(DType::kQ4_K, n, 256));
+    const size_t bytes = w.view.nbytes();
+    std::vector<uint8_t> packed(bytes), back(bytes);
+    kernels::pack_q8_0x16(w.bytes.data(), n, k, packed.data());
+    EXPECT_NE(0, std::memcmp(packed.data(), w.bytes.data(), bytes));
+    for (int64_t g = 0; g < n / 16; ++g) {
+      kernels::unpack_group_q8_0x16(packed.data(), k, g, back.data() + static_cast<size_t>(g) * bytes / (n / 16));
+    }
+    EXPECT_EQ(0, std::memcmp(back.data(), w.bytes.data(), bytes)) << "k=" << k;
+    TensorView pv{DType::kQ8_0x16, {n, k}, packed.data()};
+    std::vector<float> row(static_cast<size_t>(k));
+    for (const int64_t r : {int64_t{0}, int64_t{5}, int64_t{16}, int64_t{47}}) {
+      kernels::matrix_row_to_f32(pv, r, row.data());
+      for (int64_t j = 0; j < k; ++j) ASSERT_EQ(row[j], w.deq[r * k + j]) << "row " << r << " col " << j;
+    }
+  }
+}
+
+TEST(PackedQ8_0, BackendsEqualScalarReferenceOnGgufRows) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  const int64_t shapes[][3] = {{1, 16, 32}, {1, 64, 288}, {3, 32, 96}, {8, 16, 64}, {9, 48, 160}, {70, 32, 64}, {11, 288, 288}, {11, 96, 768}};
+  for (const auto& s : shapes) {
+    const int64_t m = s[0], n = s[1], k = s[2];
+    QWeights w = make_qweights(DType::kQ8_0, n, k, rng);
+    std::vector<uint8_t> packed(w.view.nbytes());
+    kernels::pack_q8_0x16(w.bytes.data(), n, k, packed.data());
+    const TensorView pv{DType::kQ8_0x16, {n, k}, packed.data()};
+    std::vector<float> x(static_cast<size_t>(m * k));
+    for (float& v : x) v = nd(rng);
+    // Outputs into a wider matrix: the kernels must honour ldy.
+    const int64_t ldy = n + 5;
+    std::vector<float> ref(static_cast<size_t>(m * ldy), -7.0f), got(ref.size());
+    kernels::matmul_with(kernels::Isa::kScalar, x.data(), m, k, w.view, ref.data(), ldy, pool);
+    for (int isa = int(kernels::Isa::kScalar); isa <= int(kernels::detected_isa()); ++isa) {
+      std::fill(got.begin(), got.end(), -7.0f);
+      kernels::matmul_with(kernels::Isa(isa), x.data(), m, k, pv, got.data(), ldy, pool);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < ldy; ++j) {
+          const float r = ref[i * ldy + j], g = got[i * ldy + j];
+          if (j >= n) {
+            ASSERT_EQ(g, -7.0f) << "wrote past row " << i;
+            continue;
+          }
+          ASSERT_NEAR(g, r, 2e-5f * std::sqrt(float(k)) * (1.0f + std::abs(r)))
+              << kernels::isa_name(kernels::Isa(isa)) << " " << m << "x" << n << "x" << k << " at " << i << "," << j;
+        }
+      }
     }
   }
 }

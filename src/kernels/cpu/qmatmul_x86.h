@@ -16,6 +16,13 @@
 #include "base/error.h"
 #include "kernels/cpu/qmatmul.h"
 
+// GCC 12 reports its own _mm512_undefined_ps() (used inside _mm512_cvtph_ps and
+// _mm512_cvtepi32_ps) as maybe-uninitialized (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace tandem::kernels {
 namespace {
 
@@ -249,8 +256,78 @@ inline void tile(DType t, const uint8_t* w, int64_t k, const QuantizedActs& xa, 
   }
 }
 
+#if TANDEM_QMATMUL_VNNI
+// Q8_0 interleaved by 16 rows (kernels/cpu/repack.h) against MR activation
+// rows: per 32-column block, eight 64-byte loads of weights, each multiplied by
+// 4 activations broadcast to all lanes (one vpdpbusd per activation row), give
+// the 16 rows' integer dot products in one zmm; the weights are stored + 128, so
+// each sum starts at -128 * (sum of the activation block). The f16 scales of the
+// 16 rows are one conversion, shared by the MR rows; the 16 outputs of a row
+// are contiguous in y.
+template <int MR>
+inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
+  const uint8_t* scales = grp;
+  const uint8_t* quants = grp + 32 * nb;
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * b)));
+    __m512i isum[MR];
+    for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-128 * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
+    const uint8_t* qb = quants + 512 * b;
+    for (int c = 0; c < 8; ++c) {
+      const __m512i wv = _mm512_loadu_si512(qb + 64 * c);
+      for (int i = 0; i < MR; ++i) {
+        int32_t x4;
+        std::memcpy(&x4, x.q[i] + 32 * b + 4 * c, 4);
+        isum[i] = _mm512_dpbusd_epi32(isum[i], wv, _mm512_set1_epi32(x4));
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i][b])), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
+}
+
+// Rows [r0, r1) (multiples of 16) of an interleaved Q8_0 matrix.
+inline void q8_0x16_rows(const QuantizedActs& xa, const void* w, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const int64_t k = xa.k, nb = k / 32;
+  const size_t group_bytes = static_cast<size_t>(nb) * 16 * 34;
+  // Activation rows in blocks that stay in cache while the groups stream past;
+  // each weight vector is loaded once per 8 activation rows.
+  constexpr int64_t kRowBlock = 64;
+  for (int64_t ib = 0; ib < xa.m; ib += kRowBlock) {
+    const int64_t ie = std::min(xa.m, ib + kRowBlock);
+    for (int64_t r = r0; r < r1; r += 16) {
+      const auto* grp = static_cast<const uint8_t*>(w) + static_cast<size_t>(r / 16) * group_bytes;
+      int64_t i = ib;
+      for (; i + 8 <= ie; i += 8) tile_q8_0x16<8>(grp, nb, Rows<8>(xa, i), y + i * ldy + r, ldy);
+      switch (ie - i) {
+        case 7: tile_q8_0x16<7>(grp, nb, Rows<7>(xa, i), y + i * ldy + r, ldy); break;
+        case 6: tile_q8_0x16<6>(grp, nb, Rows<6>(xa, i), y + i * ldy + r, ldy); break;
+        case 5: tile_q8_0x16<5>(grp, nb, Rows<5>(xa, i), y + i * ldy + r, ldy); break;
+        case 4: tile_q8_0x16<4>(grp, nb, Rows<4>(xa, i), y + i * ldy + r, ldy); break;
+        case 3: tile_q8_0x16<3>(grp, nb, Rows<3>(xa, i), y + i * ldy + r, ldy); break;
+        case 2: tile_q8_0x16<2>(grp, nb, Rows<2>(xa, i), y + i * ldy + r, ldy); break;
+        case 1: tile_q8_0x16<1>(grp, nb, Rows<1>(xa, i), y + i * ldy + r, ldy); break;
+        default: break;
+      }
+    }
+  }
+}
+#endif
+
 inline void qmatmul_rows_x86(const QuantizedActs& xa, const void* w, DType wtype, int64_t r0, int64_t r1, float* y,
                              int64_t ldy) {
+  if (wtype == DType::kQ8_0x16) {
+#if TANDEM_QMATMUL_VNNI
+    q8_0x16_rows(xa, w, r0, r1, y, ldy);
+    return;
+#else
+    throw Error("qmatmul: Q8_0x16 has no AVX2 kernel (matmul.cpp unpacks it for this backend)");
+#endif
+  }
   const int64_t k = xa.k;
   const size_t row_bytes = dtype_row_bytes(wtype, k);
   // Tall activations (prefill) in blocks of rows that stay in cache while the
@@ -307,3 +384,7 @@ inline void quantize_acts_x86(const float* x, int64_t i0, int64_t i1, QuantizedA
 
 }  // namespace
 }  // namespace tandem::kernels
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
