@@ -53,9 +53,11 @@ int main(int argc, char** argv) {
     for (int isa = 1; isa <= int(kernels::detected_isa()); ++isa) row(kernels::Isa(isa), w);
     // The interleaved form the model loader makes on AVX-512 VNNI machines (kernels/cpu/repack.h).
     if (kernels::detected_isa() == kernels::Isa::kAvx512 && kernels::can_pack(t, n, k)) {
-      std::vector<uint8_t> pb(wb.size());
-      kernels::pack_q8_0x16(wb.data(), n, k, pb.data());
-      row(kernels::Isa::kAvx512, TensorView{kernels::packed_type(t), {n, k}, pb.data()});
+      TensorView pw{kernels::packed_type(t), {n, k}, nullptr};
+      std::vector<uint8_t> pb(pw.nbytes());
+      kernels::pack(t, wb.data(), n, k, pb.data());
+      pw.data = pb.data();
+      row(kernels::Isa::kAvx512, pw);
     }
   }
   return 0;

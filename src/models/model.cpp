@@ -155,10 +155,19 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
   const bool ours = want != stored || !opts.use_mmap || !ckpt_;
   if (opts.repack && ours && role != WeightRole::kEmbedding && kernels::active_isa() == kernels::Isa::kAvx512 &&
       kernels::can_pack(t.dtype, rows, k)) {
-    std::vector<uint8_t> packed(t.nbytes());
-    kernels::pack_q8_0x16(static_cast<const uint8_t*>(t.data), rows, k, packed.data());
-    std::memcpy(const_cast<void*>(t.data), packed.data(), packed.size());
-    t.dtype = kernels::packed_type(t.dtype);
+    TensorView p = t;
+    p.dtype = kernels::packed_type(t.dtype);
+    HostBuffer buf(p.nbytes());
+    kernels::pack(t.dtype, static_cast<const uint8_t*>(t.data), rows, k, buf.data());
+    p.data = buf.data();
+    // Replace the buffer the unpacked copy lived in (one per matrix, also for GGUF).
+    auto it = std::find_if(owned_.begin(), owned_.end(), [&](const HostBuffer& b) { return b.data() == t.data; });
+    if (it != owned_.end()) {
+      *it = std::move(buf);
+    } else {
+      owned_.push_back(std::move(buf));
+    }
+    t = p;
   }
   weight_bytes_ += t.nbytes();
   matrix_bytes_by_type_[std::string(dtype_name(dtype_unpacked(t.dtype)))] += t.nbytes();

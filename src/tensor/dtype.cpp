@@ -21,6 +21,7 @@ size_t dtype_size(DType t) {
     case DType::kQ4_K: return 144;
     case DType::kQ6_K: return 210;
     case DType::kQ8_0x16: return 34;
+    case DType::kQ4_Kx16: return 148;
   }
   return 0;
 }
@@ -32,6 +33,7 @@ int64_t dtype_block(DType t) {
     case DType::kQ4_0:
     case DType::kQ5_0: return 32;
     case DType::kQ4_K:
+    case DType::kQ4_Kx16:
     case DType::kQ6_K: return 256;
     default: return 1;
   }
@@ -39,7 +41,13 @@ int64_t dtype_block(DType t) {
 
 bool dtype_is_quantized(DType t) { return dtype_block(t) > 1; }
 
-DType dtype_unpacked(DType t) { return t == DType::kQ8_0x16 ? DType::kQ8_0 : t; }
+DType dtype_unpacked(DType t) {
+  switch (t) {
+    case DType::kQ8_0x16: return DType::kQ8_0;
+    case DType::kQ4_Kx16: return DType::kQ4_K;
+    default: return t;
+  }
+}
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   std::string s(name);
@@ -69,6 +77,7 @@ std::string_view dtype_name(DType t) {
     case DType::kQ4_K: return "Q4_K";
     case DType::kQ6_K: return "Q6_K";
     case DType::kQ8_0x16: return "Q8_0x16";
+    case DType::kQ4_Kx16: return "Q4_Kx16";
   }
   return "?";
 }

@@ -18,6 +18,9 @@ enum class DType : uint8_t {
   // row is not contiguous: TensorView::row() does not apply; use
   // kernels::matrix_row_to_f32().
   kQ8_0x16,
+  // Likewise Q4_K, with the 6-bit sub-block scales and mins widened to bytes
+  // (148 bytes per row and super-block instead of 144).
+  kQ4_Kx16,
 };
 
 // Bytes per element of a plain type; bytes per block of a block type.

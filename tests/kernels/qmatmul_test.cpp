@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 
+#include "base/error.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/repack.h"
 #include "tensor/ggml_quant.h"
@@ -167,46 +168,57 @@ TEST(KQuantQuantizers, ConstantAndZeroRows) {
   }
 }
 
-// Q8_0 interleaved by 16 rows (kernels/cpu/repack.h): packing loses nothing,
-// single rows read back as the GGUF rows do, and every backend's product equals
-// the scalar reference's product with the GGUF rows (the AVX-512 backend
-// through its own kernel, the others through unpacking).
-TEST(PackedQ8_0, PackUnpackRoundTripsAndRowsReadBack) {
+// Q8_0 and Q4_K interleaved by 16 rows (kernels/cpu/repack.h): packing loses
+// nothing, single rows read back as the GGUF rows do, and every backend's
+// product equals the scalar reference's product with the GGUF rows (the AVX-512
+// backend through its own kernels, the others through unpacking).
+class Packed : public ::testing::TestWithParam<DType> {};
+
+TEST_P(Packed, PackUnpackRoundTripsAndRowsReadBack) {
+  const DType t = GetParam();
+  const int64_t kb = dtype_block(t);
   std::mt19937 rng(99);
-  for (const int64_t k : {32, 96, 288}) {
+  for (const int64_t k : {kb, 3 * kb, 9 * kb}) {
     const int64_t n = 48;
-    QWeights w = make_qweights(DType::kQ8_0, n, k, rng);
-    ASSERT_TRUE(kernels::can_pack(DType::kQ8_0, n, k));
-    EXPECT_FALSE(kernels::can_pack(DType::kQ8_0, n + 1, k));
-    EXPECT_FALSE(kernels::can_pack(DType::kQ4_K, n, 256));
+    QWeights w = make_qweights(t, n, k, rng);
+    ASSERT_TRUE(kernels::can_pack(t, n, k));
+    EXPECT_FALSE(kernels::can_pack(t, n + 1, k));
+    const DType pt = kernels::packed_type(t);
+    EXPECT_EQ(dtype_unpacked(pt), t);
     const size_t bytes = w.view.nbytes();
-    std::vector<uint8_t> packed(bytes), back(bytes);
-    kernels::pack_q8_0x16(w.bytes.data(), n, k, packed.data());
-    EXPECT_NE(0, std::memcmp(packed.data(), w.bytes.data(), bytes));
+    TensorView pv{pt, {n, k}, nullptr};
+    std::vector<uint8_t> packed(pv.nbytes()), back(bytes);
+    pv.data = packed.data();
+    kernels::pack(t, w.bytes.data(), n, k, packed.data());
     for (int64_t g = 0; g < n / 16; ++g) {
-      kernels::unpack_group_q8_0x16(packed.data(), k, g, back.data() + static_cast<size_t>(g) * bytes / (n / 16));
+      kernels::unpack_group(pt, packed.data(), k, g, back.data() + static_cast<size_t>(g) * bytes / (n / 16));
     }
     EXPECT_EQ(0, std::memcmp(back.data(), w.bytes.data(), bytes)) << "k=" << k;
-    TensorView pv{DType::kQ8_0x16, {n, k}, packed.data()};
     std::vector<float> row(static_cast<size_t>(k));
     for (const int64_t r : {int64_t{0}, int64_t{5}, int64_t{16}, int64_t{47}}) {
       kernels::matrix_row_to_f32(pv, r, row.data());
       for (int64_t j = 0; j < k; ++j) ASSERT_EQ(row[j], w.deq[r * k + j]) << "row " << r << " col " << j;
     }
   }
+  EXPECT_FALSE(kernels::can_pack(DType::kQ6_K, 16, 256));
+  EXPECT_THROW(kernels::packed_type(DType::kBF16), Error);
 }
 
-TEST(PackedQ8_0, BackendsEqualScalarReferenceOnGgufRows) {
+TEST_P(Packed, BackendsEqualScalarReferenceOnGgufRows) {
+  const DType t = GetParam();
+  const int64_t kb = dtype_block(t);
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   ThreadPool pool(2);
-  const int64_t shapes[][3] = {{1, 16, 32}, {1, 64, 288}, {3, 32, 96}, {8, 16, 64}, {9, 48, 160}, {70, 32, 64}, {11, 288, 288}, {11, 96, 768}};
+  const int64_t shapes[][3] = {{1, 16, kb},      {1, 64, 9 * kb}, {3, 32, 3 * kb}, {8, 16, 2 * kb}, {9, 48, 5 * kb},
+                               {70, 32, 2 * kb}, {11, 96, 3 * kb}, {4, 16, kb},    {5, 32, kb}};
   for (const auto& s : shapes) {
     const int64_t m = s[0], n = s[1], k = s[2];
-    QWeights w = make_qweights(DType::kQ8_0, n, k, rng);
-    std::vector<uint8_t> packed(w.view.nbytes());
-    kernels::pack_q8_0x16(w.bytes.data(), n, k, packed.data());
-    const TensorView pv{DType::kQ8_0x16, {n, k}, packed.data()};
+    QWeights w = make_qweights(t, n, k, rng);
+    TensorView pv{kernels::packed_type(t), {n, k}, nullptr};
+    std::vector<uint8_t> packed(pv.nbytes());
+    pv.data = packed.data();
+    kernels::pack(t, w.bytes.data(), n, k, packed.data());
     std::vector<float> x(static_cast<size_t>(m * k));
     for (float& v : x) v = nd(rng);
     // Outputs into a wider matrix: the kernels must honour ldy.
@@ -230,6 +242,9 @@ TEST(PackedQ8_0, BackendsEqualScalarReferenceOnGgufRows) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Types, Packed, ::testing::Values(DType::kQ8_0, DType::kQ4_K),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace
 }  // namespace tandem

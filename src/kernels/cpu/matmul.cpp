@@ -27,7 +27,7 @@ void to_f32(const void* src, DType type, int64_t n, float* dst) {
       return;
     }
     default:
-      TANDEM_CHECK(type != DType::kQ8_0x16, "to_f32: interleaved rows are not contiguous (use matrix_row_to_f32)");
+      TANDEM_CHECK(dtype_unpacked(type) == type, "to_f32: interleaved rows are not contiguous (use matrix_row_to_f32)");
       if (dtype_is_quantized(type)) {
         dequantize_row(*ggml_from_dtype(type), src, dst, n);
         return;
@@ -63,15 +63,16 @@ void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorVie
       m, [&](int64_t i0, int64_t i1) { quantize(x, i0, i1, xa); },
       std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, k)));
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
-  if (w.dtype != DType::kQ8_0x16) {
+  const DType plain = dtype_unpacked(w.dtype);
+  if (plain == w.dtype) {
     pool.parallel_for(
         n, [&](int64_t r0, int64_t r1) { rows(xa, w.data, w.dtype, r0, r1, y, ldy); }, grain);
     return;
   }
   // Interleaved weights (kernels/cpu/repack.h) are split by whole groups of 16
-  // rows. Only the AVX-512 backend has a kernel for them; the others (forced
+  // rows. Only the AVX-512 backend has kernels for them; the others (forced
   // by TANDEM_FORCE_ISA, or the scalar reference in tests) get each group
-  // back as 16 GGUF Q8_0 rows.
+  // back as 16 GGUF rows.
   TANDEM_CHECK(n % kPackRows == 0, "matmul: interleaved weight rows not a multiple of 16");
   const int64_t groups = n / kPackRows;
   const int64_t ggrain = std::max<int64_t>(1, grain / kPackRows);
@@ -84,10 +85,10 @@ void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorVie
   pool.parallel_for(
       groups,
       [&](int64_t g0, int64_t g1) {
-        std::vector<uint8_t> buf(dtype_row_bytes(DType::kQ8_0, k) * kPackRows);
+        std::vector<uint8_t> buf(dtype_row_bytes(plain, k) * kPackRows);
         for (int64_t g = g0; g < g1; ++g) {
-          unpack_group_q8_0x16(w.data, k, g, buf.data());
-          rows(xa, buf.data(), DType::kQ8_0, 0, kPackRows, y + g * kPackRows, ldy);
+          unpack_group(w.dtype, w.data, k, g, buf.data());
+          rows(xa, buf.data(), plain, 0, kPackRows, y + g * kPackRows, ldy);
         }
       },
       ggrain);

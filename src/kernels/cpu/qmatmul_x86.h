@@ -290,28 +290,115 @@ inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, floa
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
 }
 
-// Rows [r0, r1) (multiples of 16) of an interleaved Q8_0 matrix.
-inline void q8_0x16_rows(const QuantizedActs& xa, const void* w, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const int64_t k = xa.k, nb = k / 32;
-  const size_t group_bytes = static_cast<size_t>(nb) * 16 * 34;
+// Q4_K interleaved by 16 rows (kernels/cpu/repack.h) against MR activation
+// rows (quantized per 256 values). Per pair of 32-value sub-blocks, eight
+// 64-byte loads hold 4 weights of each sub-block for the 16 rows (low and high
+// nibbles); the unsigned 4-bit levels meet 4 broadcast activations in vpdpbusd.
+// Each sub-block's int32 sums are scaled by its 6-bit scale (vpmulld), and the
+// mins term, sum over sub-blocks of min * (sum of the activations), is one
+// vpdpwssd per pair of sub-blocks; the super-block then meets float once.
+template <int MR>
+inline void tile_q4_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, float* out, int64_t ldy) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = grp + 2368 * sb;
+    __m512i isum[MR], msum[MR];
+    for (int i = 0; i < MR; ++i) {
+      isum[i] = _mm512_setzero_si512();
+      msum[i] = _mm512_setzero_si512();
+    }
+    for (int c = 0; c < 4; ++c) {
+      __m512i lo_sum[MR], hi_sum[MR];
+      for (int i = 0; i < MR; ++i) {
+        lo_sum[i] = _mm512_setzero_si512();
+        hi_sum[i] = _mm512_setzero_si512();
+      }
+      const uint8_t* q = blk + 320 + 512 * c;
+      for (int t = 0; t < 8; ++t) {
+        const __m512i v = _mm512_loadu_si512(q + 64 * t);
+        const __m512i lo = _mm512_and_si512(v, m4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        for (int i = 0; i < MR; ++i) {
+          const int8_t* xq = x.q[i] + 256 * sb + 64 * c + 4 * t;
+          int32_t xl, xh;
+          std::memcpy(&xl, xq, 4);
+          std::memcpy(&xh, xq + 32, 4);
+          lo_sum[i] = _mm512_dpbusd_epi32(lo_sum[i], lo, _mm512_set1_epi32(xl));
+          hi_sum[i] = _mm512_dpbusd_epi32(hi_sum[i], hi, _mm512_set1_epi32(xh));
+        }
+      }
+      const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 64 + 32 * c)));
+      const __m512i sc_hi =
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 64 + 32 * c + 16)));
+      for (int i = 0; i < MR; ++i) {
+        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(lo_sum[i], sc_lo));
+        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(hi_sum[i], sc_hi));
+      }
+    }
+    for (int p = 0; p < 4; ++p) {
+      const __m512i mins =
+          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 192 + 32 * p)));
+      for (int i = 0; i < MR; ++i) {
+        const int16_t* xs = x.s[i] + 16 * sb + 4 * p;  // sums over 16 values; sub-block 2p is xs[0] + xs[1]
+        const uint32_t pair = static_cast<uint16_t>(xs[0] + xs[1]) |
+                              (static_cast<uint32_t>(static_cast<uint16_t>(xs[2] + xs[3])) << 16);
+        msum[i] = _mm512_dpwssd_epi32(msum[i], mins, _mm512_set1_epi32(static_cast<int>(pair)));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 32)));
+    for (int i = 0; i < MR; ++i) {
+      const __m512 dx = _mm512_set1_ps(x.d[i][sb]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(d, dx), acc[i]);
+      acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[i]), _mm512_mul_ps(dmin, dx), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
+}
+
+struct Q8_0x16 {
+  static constexpr int kMr = 8;
+  template <int MR>
+  static void tile(const uint8_t* grp, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+    tile_q8_0x16<MR>(grp, k / 32, x, out, ldy);
+  }
+};
+struct Q4_Kx16 {
+  static constexpr int kMr = 4;
+  template <int MR>
+  static void tile(const uint8_t* grp, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+    tile_q4_kx16<MR>(grp, k / 256, x, out, ldy);
+  }
+};
+
+// Up to K::kMr activation rows at once: the tile for MR rows, or fewer.
+template <class K, int MR>
+inline void packed_tiles(const uint8_t* grp, int64_t k, const QuantizedActs& xa, int64_t i, int64_t rows, float* out,
+                         int64_t ldy) {
+  if constexpr (MR > 0) {
+    if (rows == MR) {
+      K::template tile<MR>(grp, k, Rows<MR>(xa, i), out, ldy);
+    } else {
+      packed_tiles<K, MR - 1>(grp, k, xa, i, rows, out, ldy);
+    }
+  }
+}
+
+// Rows [r0, r1) (multiples of 16) of an interleaved matrix.
+template <class K>
+inline void packed_rows(const QuantizedActs& xa, const void* w, size_t group_bytes, int64_t r0, int64_t r1, float* y,
+                        int64_t ldy) {
   // Activation rows in blocks that stay in cache while the groups stream past;
-  // each weight vector is loaded once per 8 activation rows.
+  // each weight vector is loaded once per K::kMr activation rows.
   constexpr int64_t kRowBlock = 64;
   for (int64_t ib = 0; ib < xa.m; ib += kRowBlock) {
     const int64_t ie = std::min(xa.m, ib + kRowBlock);
     for (int64_t r = r0; r < r1; r += 16) {
       const auto* grp = static_cast<const uint8_t*>(w) + static_cast<size_t>(r / 16) * group_bytes;
-      int64_t i = ib;
-      for (; i + 8 <= ie; i += 8) tile_q8_0x16<8>(grp, nb, Rows<8>(xa, i), y + i * ldy + r, ldy);
-      switch (ie - i) {
-        case 7: tile_q8_0x16<7>(grp, nb, Rows<7>(xa, i), y + i * ldy + r, ldy); break;
-        case 6: tile_q8_0x16<6>(grp, nb, Rows<6>(xa, i), y + i * ldy + r, ldy); break;
-        case 5: tile_q8_0x16<5>(grp, nb, Rows<5>(xa, i), y + i * ldy + r, ldy); break;
-        case 4: tile_q8_0x16<4>(grp, nb, Rows<4>(xa, i), y + i * ldy + r, ldy); break;
-        case 3: tile_q8_0x16<3>(grp, nb, Rows<3>(xa, i), y + i * ldy + r, ldy); break;
-        case 2: tile_q8_0x16<2>(grp, nb, Rows<2>(xa, i), y + i * ldy + r, ldy); break;
-        case 1: tile_q8_0x16<1>(grp, nb, Rows<1>(xa, i), y + i * ldy + r, ldy); break;
-        default: break;
+      for (int64_t i = ib; i < ie; i += K::kMr) {
+        packed_tiles<K, K::kMr>(grp, xa.k, xa, i, std::min<int64_t>(K::kMr, ie - i), y + i * ldy + r, ldy);
       }
     }
   }
@@ -320,12 +407,18 @@ inline void q8_0x16_rows(const QuantizedActs& xa, const void* w, int64_t r0, int
 
 inline void qmatmul_rows_x86(const QuantizedActs& xa, const void* w, DType wtype, int64_t r0, int64_t r1, float* y,
                              int64_t ldy) {
-  if (wtype == DType::kQ8_0x16) {
+  if (dtype_unpacked(wtype) != wtype) {
 #if TANDEM_QMATMUL_VNNI
-    q8_0x16_rows(xa, w, r0, r1, y, ldy);
+    const size_t group_bytes = dtype_row_bytes(wtype, xa.k) * 16;
+    if (wtype == DType::kQ8_0x16) {
+      packed_rows<Q8_0x16>(xa, w, group_bytes, r0, r1, y, ldy);
+    } else {
+      packed_rows<Q4_Kx16>(xa, w, group_bytes, r0, r1, y, ldy);
+    }
     return;
 #else
-    throw Error("qmatmul: Q8_0x16 has no AVX2 kernel (matmul.cpp unpacks it for this backend)");
+    throw Error("qmatmul: " + std::string(dtype_name(wtype)) +
+                " has no AVX2 kernel (matmul.cpp unpacks it for this backend)");
 #endif
   }
   const int64_t k = xa.k;

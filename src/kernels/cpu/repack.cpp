@@ -1,6 +1,7 @@
 #include "kernels/cpu/repack.h"
 
 #include <cstring>
+#include <vector>
 
 #include "base/error.h"
 #include "kernels/cpu/matmul.h"
@@ -9,52 +10,38 @@ namespace tandem::kernels {
 
 namespace {
 
-constexpr int64_t kBlockBytes = 34;  // Q8_0: f16 scale + 32 int8
+size_t group_bytes(DType packed, int64_t k) { return dtype_row_bytes(packed, k) * kPackRows; }
 
-size_t group_bytes(int64_t k) { return static_cast<size_t>(k / 32) * kPackRows * kBlockBytes; }
+// ---- Q8_0: 34-byte blocks of 32 ----
 
-}  // namespace
-
-bool can_pack(DType t, int64_t n, int64_t k) { return t == DType::kQ8_0 && n % kPackRows == 0 && k % 32 == 0; }
-
-DType packed_type(DType t) {
-  TANDEM_CHECK(t == DType::kQ8_0, "packed_type: no interleaved form of " + std::string(dtype_name(t)));
-  return DType::kQ8_0x16;
-}
-
-void pack_q8_0x16(const uint8_t* src, int64_t n, int64_t k, uint8_t* dst) {
-  TANDEM_CHECK(can_pack(DType::kQ8_0, n, k), "pack_q8_0x16: shape not packable");
+void pack_group_q8_0(const uint8_t* src, int64_t k, uint8_t* out) {
   const int64_t nb = k / 32;
-  const size_t row_bytes = static_cast<size_t>(nb) * kBlockBytes;
-  for (int64_t g = 0; g < n / kPackRows; ++g) {
-    uint8_t* out = dst + static_cast<size_t>(g) * group_bytes(k);
-    uint8_t* scales = out;
-    uint8_t* quants = out + 32 * nb;
-    for (int64_t j = 0; j < kPackRows; ++j) {
-      const uint8_t* row = src + static_cast<size_t>(g * kPackRows + j) * row_bytes;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = row + b * kBlockBytes;
-        std::memcpy(scales + 32 * b + 2 * j, blk, 2);
-        for (int64_t c = 0; c < 8; ++c) {
-          for (int64_t t = 0; t < 4; ++t) {
-            quants[512 * b + 64 * c + 4 * j + t] = static_cast<uint8_t>(blk[2 + 4 * c + t] ^ 0x80u);
-          }
+  const size_t row_bytes = static_cast<size_t>(nb) * 34;
+  uint8_t* scales = out;
+  uint8_t* quants = out + 32 * nb;
+  for (int64_t j = 0; j < kPackRows; ++j) {
+    const uint8_t* row = src + static_cast<size_t>(j) * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * 34;
+      std::memcpy(scales + 32 * b + 2 * j, blk, 2);
+      for (int64_t c = 0; c < 8; ++c) {
+        for (int64_t t = 0; t < 4; ++t) {
+          quants[512 * b + 64 * c + 4 * j + t] = static_cast<uint8_t>(blk[2 + 4 * c + t] ^ 0x80u);
         }
       }
     }
   }
 }
 
-void unpack_group_q8_0x16(const void* w, int64_t k, int64_t g, uint8_t* dst) {
+void unpack_group_q8_0(const uint8_t* in, int64_t k, uint8_t* dst) {
   const int64_t nb = k / 32;
-  const auto* in = static_cast<const uint8_t*>(w) + static_cast<size_t>(g) * group_bytes(k);
+  const size_t row_bytes = static_cast<size_t>(nb) * 34;
   const uint8_t* scales = in;
   const uint8_t* quants = in + 32 * nb;
-  const size_t row_bytes = static_cast<size_t>(nb) * kBlockBytes;
   for (int64_t j = 0; j < kPackRows; ++j) {
     uint8_t* row = dst + static_cast<size_t>(j) * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* blk = row + b * kBlockBytes;
+      uint8_t* blk = row + b * 34;
       std::memcpy(blk, scales + 32 * b + 2 * j, 2);
       for (int64_t c = 0; c < 8; ++c) {
         for (int64_t t = 0; t < 4; ++t) {
@@ -65,26 +52,120 @@ void unpack_group_q8_0x16(const void* w, int64_t k, int64_t g, uint8_t* dst) {
   }
 }
 
+// ---- Q4_K: 144-byte super-blocks of 256 (d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles) ----
+
+constexpr size_t kQ4KBytes = 144, kQ4KPacked = 148 * kPackRows;
+
+void pack_group_q4_k(const uint8_t* src, int64_t k, uint8_t* out) {
+  const int64_t nsb = k / 256;
+  const size_t row_bytes = static_cast<size_t>(nsb) * kQ4KBytes;
+  for (int64_t s = 0; s < nsb; ++s) {
+    uint8_t* o = out + static_cast<size_t>(s) * kQ4KPacked;
+    for (int64_t j = 0; j < kPackRows; ++j) {
+      const uint8_t* blk = src + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(s) * kQ4KBytes;
+      std::memcpy(o + 2 * j, blk, 2);
+      std::memcpy(o + 32 + 2 * j, blk + 2, 2);
+      const uint8_t* q = blk + 4;
+      for (int b = 0; b < 8; ++b) {
+        int sc, mn;
+        if (b < 4) {
+          sc = q[b] & 63;
+          mn = q[b + 4] & 63;
+        } else {
+          sc = (q[b + 4] & 0x0F) | ((q[b - 4] >> 6) << 4);
+          mn = (q[b + 4] >> 4) | ((q[b] >> 6) << 4);
+        }
+        o[64 + 16 * b + j] = static_cast<uint8_t>(sc);
+        o[192 + 32 * (b / 2) + 2 * j + (b % 2)] = static_cast<uint8_t>(mn);
+      }
+      for (int c = 0; c < 4; ++c) {
+        for (int t = 0; t < 8; ++t) std::memcpy(o + 320 + 512 * c + 64 * t + 4 * j, blk + 16 + 32 * c + 4 * t, 4);
+      }
+    }
+  }
+}
+
+void unpack_group_q4_k(const uint8_t* in, int64_t k, uint8_t* dst) {
+  const int64_t nsb = k / 256;
+  const size_t row_bytes = static_cast<size_t>(nsb) * kQ4KBytes;
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* o = in + static_cast<size_t>(s) * kQ4KPacked;
+    for (int64_t j = 0; j < kPackRows; ++j) {
+      uint8_t* blk = dst + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(s) * kQ4KBytes;
+      std::memcpy(blk, o + 2 * j, 2);
+      std::memcpy(blk + 2, o + 32 + 2 * j, 2);
+      int sc[8], mn[8];
+      for (int b = 0; b < 8; ++b) {
+        sc[b] = o[64 + 16 * b + j];
+        mn[b] = o[192 + 32 * (b / 2) + 2 * j + (b % 2)];
+      }
+      uint8_t* q = blk + 4;
+      for (int b = 0; b < 4; ++b) {
+        q[b] = static_cast<uint8_t>(sc[b] | ((sc[b + 4] >> 4) << 6));
+        q[b + 4] = static_cast<uint8_t>(mn[b] | ((mn[b + 4] >> 4) << 6));
+        q[b + 8] = static_cast<uint8_t>((sc[b + 4] & 0x0F) | ((mn[b + 4] & 0x0F) << 4));
+      }
+      for (int c = 0; c < 4; ++c) {
+        for (int t = 0; t < 8; ++t) std::memcpy(blk + 16 + 32 * c + 4 * t, o + 320 + 512 * c + 64 * t + 4 * j, 4);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool can_pack(DType t, int64_t n, int64_t k) {
+  if (n % kPackRows != 0) return false;
+  if (t == DType::kQ8_0) return k % 32 == 0;
+  if (t == DType::kQ4_K) return k % 256 == 0;
+  return false;
+}
+
+DType packed_type(DType t) {
+  if (t == DType::kQ8_0) return DType::kQ8_0x16;
+  if (t == DType::kQ4_K) return DType::kQ4_Kx16;
+  throw Error("packed_type: no interleaved form of " + std::string(dtype_name(t)));
+}
+
+void pack(DType t, const uint8_t* src, int64_t n, int64_t k, uint8_t* dst) {
+  TANDEM_CHECK(can_pack(t, n, k), "pack: a [" + std::to_string(n) + ", " + std::to_string(k) + "] " +
+                                      std::string(dtype_name(t)) + " matrix has no interleaved form");
+  const DType p = packed_type(t);
+  const size_t src_group = dtype_row_bytes(t, k) * kPackRows, dst_group = group_bytes(p, k);
+  for (int64_t g = 0; g < n / kPackRows; ++g) {
+    const uint8_t* in = src + static_cast<size_t>(g) * src_group;
+    uint8_t* out = dst + static_cast<size_t>(g) * dst_group;
+    if (t == DType::kQ8_0) {
+      pack_group_q8_0(in, k, out);
+    } else {
+      pack_group_q4_k(in, k, out);
+    }
+  }
+}
+
+void unpack_group(DType packed, const void* w, int64_t k, int64_t g, uint8_t* dst) {
+  const auto* in = static_cast<const uint8_t*>(w) + static_cast<size_t>(g) * group_bytes(packed, k);
+  switch (packed) {
+    case DType::kQ8_0x16: unpack_group_q8_0(in, k, dst); return;
+    case DType::kQ4_Kx16: unpack_group_q4_k(in, k, dst); return;
+    default: throw Error("unpack_group: " + std::string(dtype_name(packed)) + " is not an interleaved type");
+  }
+}
+
 void matrix_row_to_f32(const TensorView& w, int64_t r, float* dst) {
   const int64_t k = w.dim(1);
-  if (w.dtype != DType::kQ8_0x16) {
+  const DType plain = dtype_unpacked(w.dtype);
+  if (plain == w.dtype) {
     to_f32(w.row(r), w.dtype, k, dst);
     return;
   }
-  // Gather the one row's blocks (the embedding lookup of a tied head: a few rows per step).
-  const int64_t nb = k / 32, g = r / kPackRows, j = r % kPackRows;
-  const auto* in = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(g) * group_bytes(k);
-  const uint8_t* quants = in + 32 * nb;
-  uint8_t blk[kBlockBytes];
-  for (int64_t b = 0; b < nb; ++b) {
-    std::memcpy(blk, in + 32 * b + 2 * j, 2);
-    for (int64_t c = 0; c < 8; ++c) {
-      for (int64_t t = 0; t < 4; ++t) {
-        blk[2 + 4 * c + t] = static_cast<uint8_t>(quants[512 * b + 64 * c + 4 * j + t] ^ 0x80u);
-      }
-    }
-    to_f32(blk, DType::kQ8_0, 32, dst + 32 * b);
-  }
+  // The group back in GGUF rows, then the one row (the embedding lookup of a
+  // tied head: a few rows per step).
+  const size_t row_bytes = dtype_row_bytes(plain, k);
+  thread_local std::vector<uint8_t> rows;
+  rows.resize(row_bytes * kPackRows);
+  unpack_group(w.dtype, w.data, k, r / kPackRows, rows.data());
+  to_f32(rows.data() + static_cast<size_t>(r % kPackRows) * row_bytes, plain, k, dst);
 }
 
 }  // namespace tandem::kernels

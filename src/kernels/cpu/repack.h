@@ -17,7 +17,21 @@
 //                                   u8 operand)
 //
 // so 34 bytes per row and block, as Q8_0: the memory a decode step streams is
-// unchanged. A row is no longer contiguous, so only the matmul kernels and
+// unchanged.
+//
+// kQ4_Kx16: groups of 16 rows; per 256-column super-block s, 2368 bytes
+// (148 per row, GGUF's 144 plus 4 for the scales and mins widened to bytes):
+//
+//   [0, 32)       d of the 16 rows (f16), row j at 2 j
+//   [32, 64)      dmin of the 16 rows (f16)
+//   [64, 192)     sub-block scales: sub-block b (0..7) at 64 + 16 b, row j at + j
+//   [192, 320)    sub-block mins in pairs: sub-blocks 2p, 2p+1 at 192 + 32 p + 2 j
+//                 (one int16 pair per row for vpdpwssd once widened)
+//   [320, 2368)   4-bit weights: GGUF's qs bytes 32c..32c+31 of each row (low
+//                 nibbles: sub-block 2c, high: 2c+1) as 8 chunks of 4 bytes:
+//                 chunk t at 320 + 512 c + 64 t, row j at + 4 j
+//
+// A row is no longer contiguous, so only the matmul kernels and
 // matrix_row_to_f32() read these tensors.
 #pragma once
 
@@ -29,14 +43,15 @@ namespace tandem::kernels {
 
 inline constexpr int64_t kPackRows = 16;
 
-// Whether a [n, k] matrix of type t has an interleaved form (Q8_0 with n % 16 == 0).
+// Whether a [n, k] matrix of type t has an interleaved form (Q8_0 or Q4_K, n % 16 == 0).
 bool can_pack(DType t, int64_t n, int64_t k);
-// The interleaved type made from t (kQ8_0 -> kQ8_0x16).
+// The interleaved type made from t (kQ8_0 -> kQ8_0x16, kQ4_K -> kQ4_Kx16).
 DType packed_type(DType t);
-// src: n rows of GGUF Q8_0; dst: the same number of bytes.
-void pack_q8_0x16(const uint8_t* src, int64_t n, int64_t k, uint8_t* dst);
-// Rows [g * 16, g * 16 + 16) of an interleaved matrix back to GGUF Q8_0 rows (16 * k / 32 * 34 bytes).
-void unpack_group_q8_0x16(const void* w, int64_t k, int64_t g, uint8_t* dst);
+// src: n rows of GGUF type t; dst: dtype_row_bytes(packed_type(t), k) * n bytes.
+void pack(DType t, const uint8_t* src, int64_t n, int64_t k, uint8_t* dst);
+// Rows [g * 16, g * 16 + 16) of an interleaved matrix of type `packed` back to
+// GGUF rows of dtype_unpacked(packed) (16 * dtype_row_bytes(unpacked, k) bytes).
+void unpack_group(DType packed, const void* w, int64_t k, int64_t g, uint8_t* dst);
 // Row r of any matrix the kernels accept, as float32.
 void matrix_row_to_f32(const TensorView& w, int64_t r, float* dst);
 
