@@ -425,18 +425,35 @@ void expect_matmul(const std::vector<float>& got, const std::vector<float>& x, c
   }
 }
 
+struct GemvCase {
+  DType t;
+  int64_t n, k;
+};
+const GemvCase kGemvCases[] = {
+    {DType::kQ8_0, 1, 32},    {DType::kQ8_0, 7, 2048},   {DType::kQ8_0, 129, 4128},
+    {DType::kQ4_K, 1, 256},   {DType::kQ4_K, 7, 2048},   {DType::kQ4_K, 129, 4352},
+    {DType::kBF16, 1, 8},     {DType::kBF16, 7, 2048},   {DType::kBF16, 129, 100},  // k % 8 != 0: scalar path
+    {DType::kF16, 3, 2056},   {DType::kF16, 65, 37},
+};
+
+// Runs without a GPU: the kernel's lane code, executed on the host, against to_f32.
+TEST(CudaGemvLanes, HostRunOfTheLaneCodeMatchesCpu) {
+  std::mt19937 rng(99);
+  for (const GemvCase& c : kGemvCases) {
+    const Weights w = make_weights(rng, c.t, c.n, c.k);
+    for (const int64_t m : {int64_t(1), int64_t(3), cu::kGemvMaxM}) {
+      const auto x = random_floats(rng, size_t(m * c.k));
+      std::vector<float> y(size_t(m * c.n));
+      cu::gemv_emulated(w.bytes.data(), c.t, x.data(), m, c.n, c.k, y.data());
+      expect_matmul(y, x, w.f32, m, c.n, c.k, 1e-5,
+                    std::string("gemv lanes ") + std::string(dtype_name(c.t)) + " m " + std::to_string(m) + " n " +
+                        std::to_string(c.n) + " k " + std::to_string(c.k));
+    }
+  }
+}
+
 TEST_F(CudaKernels, GemvQuantizedAndHalfMatchCpu) {
-  struct Case {
-    DType t;
-    int64_t n, k;
-  };
-  const Case cases[] = {
-      {DType::kQ8_0, 1, 32},    {DType::kQ8_0, 7, 2048},   {DType::kQ8_0, 129, 4128},
-      {DType::kQ4_K, 1, 256},   {DType::kQ4_K, 7, 2048},   {DType::kQ4_K, 129, 4352},
-      {DType::kBF16, 1, 8},     {DType::kBF16, 7, 2048},   {DType::kBF16, 129, 100},  // k % 8 != 0: scalar path
-      {DType::kF16, 3, 2056},   {DType::kF16, 65, 37},
-  };
-  for (const Case& c : cases) {
+  for (const GemvCase& c : kGemvCases) {
     const Weights w = make_weights(rng_, c.t, c.n, c.k);
     auto dw = upload(w.bytes);
     for (const int64_t m : {int64_t(1), int64_t(3), cu::kGemvMaxM}) {

@@ -9,18 +9,40 @@
 #include <string>
 
 #include "base/error.h"
+#include "tensor/dtype.h"
 
 namespace tandem::kernels::cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// `#pragma unroll` for __host__ __device__ code: the host compiler does not know it.
+#ifdef __CUDA_ARCH__
+#define TANDEM_UNROLL _Pragma("unroll")
+#else
+#define TANDEM_UNROLL
+#endif
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
   return v;
 }
 
-__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(static_cast<uint32_t>(h) << 16); }
-__device__ __forceinline__ float f16_bits_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+// Host and device: the host side lets tests run a kernel's per-lane code on the
+// CPU (gemv_emulated), with tensor/dtype.h's conversions.
+__host__ __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(static_cast<uint32_t>(h) << 16);
+#else
+  return ::tandem::bf16_to_f32(h);
+#endif
+}
+__host__ __device__ __forceinline__ float f16_bits_to_f32(uint16_t h) {
+#ifdef __CUDA_ARCH__
+  return __half2float(__ushort_as_half(h));
+#else
+  return ::tandem::f16_to_f32(h);
+#endif
+}
 
 // Grid size for n items at `per_block` per block, checked against the limit of gridDim.x.
 inline unsigned grid_for(int64_t n, int64_t per_block, const char* what) {

@@ -19,22 +19,22 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxM = static_cast<int>(kGemvMaxM);
 
-__device__ __forceinline__ float load_f16(const uint8_t* p) {
+__host__ __device__ __forceinline__ float load_f16(const uint8_t* p) {
   return f16_bits_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8)));
 }
 
 // Q8_0: each step covers 4 blocks; lane l takes 4 values (l % 8) * 4.. of block l / 8.
-__device__ void dot_q8_0(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void dot_q8_0(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
   const int64_t nb = k / 32;
   const int part = lane % 8;
   for (int64_t b = lane / 8; b < nb; b += 4) {
     const uint8_t* blk = wr + b * 34;
     const float d = load_f16(blk);
     float q[4];
-#pragma unroll
+TANDEM_UNROLL
     for (int t = 0; t < 4; ++t) q[t] = static_cast<float>(static_cast<int8_t>(blk[2 + part * 4 + t]));
     const int64_t e0 = b * 32 + part * 4;
-#pragma unroll
+TANDEM_UNROLL
     for (int i = 0; i < kMaxM; ++i) {
       if (i < m) {
         const float* xi = x + i * k + e0;
@@ -44,7 +44,7 @@ __device__ void dot_q8_0(const uint8_t* wr, const float* x, int m, int64_t k, in
   }
 }
 
-__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* s, int& sc, int& mn) {
+__host__ __device__ __forceinline__ void scale_min_k4(int j, const uint8_t* s, int& sc, int& mn) {
   if (j < 4) {
     sc = s[j] & 63;
     mn = s[j + 4] & 63;
@@ -57,7 +57,7 @@ __device__ __forceinline__ void scale_min_k4(int j, const uint8_t* s, int& sc, i
 // Q4_K: one super-block per step; lane l reads nibble bytes 4l..4l+3 (one 32-bit
 // load, the 128 bytes of the block contiguous over the warp). They all belong to
 // group g = l / 8: low nibbles are sub-block 2g, high nibbles sub-block 2g + 1.
-__device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
   const int64_t nb = k / 256;
   const int g = lane / 8;
   const int jj = (lane % 8) * 4;  // offset inside the 32-value sub-blocks
@@ -69,7 +69,7 @@ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, in
     scale_min_k4(2 * g + 1, blk + 4, sc_hi, mn_hi);
     const uint32_t qs = *reinterpret_cast<const uint32_t*>(blk + 16 + 4 * lane);
     float lo[4], hi[4];
-#pragma unroll
+TANDEM_UNROLL
     for (int t = 0; t < 4; ++t) {
       lo[t] = static_cast<float>((qs >> (8 * t)) & 0x0F);
       hi[t] = static_cast<float>((qs >> (8 * t + 4)) & 0x0F);
@@ -77,13 +77,13 @@ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, in
     const float ds_lo = d * static_cast<float>(sc_lo), dm_lo = dmin * static_cast<float>(mn_lo);
     const float ds_hi = d * static_cast<float>(sc_hi), dm_hi = dmin * static_cast<float>(mn_hi);
     const int64_t e_lo = b * 256 + 64 * g + jj, e_hi = e_lo + 32;
-#pragma unroll
+TANDEM_UNROLL
     for (int i = 0; i < kMaxM; ++i) {
       if (i < m) {
         const float* xl = x + i * k + e_lo;
         const float* xh = x + i * k + e_hi;
         float dot_lo = 0.0f, sum_lo = 0.0f, dot_hi = 0.0f, sum_hi = 0.0f;
-#pragma unroll
+TANDEM_UNROLL
         for (int t = 0; t < 4; ++t) {
           dot_lo += lo[t] * xl[t];
           sum_lo += xl[t];
@@ -98,29 +98,29 @@ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, in
 
 // BF16 / F16: with k % 8 == 0 each lane reads 8 values (16 bytes) per step.
 template <bool kBf16>
-__device__ __forceinline__ float half_bits(uint16_t h) {
+__host__ __device__ __forceinline__ float half_bits(uint16_t h) {
   return kBf16 ? bf16_bits_to_f32(h) : f16_bits_to_f32(h);
 }
 
 template <bool kBf16>
-__device__ void dot_16bit(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void dot_16bit(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
   const uint16_t* w = reinterpret_cast<const uint16_t*>(wr);
   if (k % 8 == 0) {
     for (int64_t e = int64_t(lane) * 8; e < k; e += 256) {
       const uint4 raw = *reinterpret_cast<const uint4*>(w + e);
       const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
       float v[8];
-#pragma unroll
+TANDEM_UNROLL
       for (int t = 0; t < 4; ++t) {
         v[2 * t] = half_bits<kBf16>(static_cast<uint16_t>(words[t] & 0xFFFF));
         v[2 * t + 1] = half_bits<kBf16>(static_cast<uint16_t>(words[t] >> 16));
       }
-#pragma unroll
+TANDEM_UNROLL
       for (int i = 0; i < kMaxM; ++i) {
         if (i < m) {
           const float* xi = x + i * k + e;
           float s = 0.0f;
-#pragma unroll
+TANDEM_UNROLL
           for (int t = 0; t < 8; ++t) s += v[t] * xi[t];
           acc[i] += s;
         }
@@ -129,11 +129,24 @@ __device__ void dot_16bit(const uint8_t* wr, const float* x, int m, int64_t k, i
   } else {
     for (int64_t e = lane; e < k; e += 32) {
       const float v = half_bits<kBf16>(w[e]);
-#pragma unroll
+TANDEM_UNROLL
       for (int i = 0; i < kMaxM; ++i) {
         if (i < m) acc[i] += v * x[i * k + e];
       }
     }
+  }
+}
+
+// One lane's partial sums for weight row wr against the m rows of x.
+__host__ __device__ void lane_dot(DType t, const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+  if (t == DType::kQ8_0) {
+    dot_q8_0(wr, x, m, k, lane, acc);
+  } else if (t == DType::kQ4_K) {
+    dot_q4_k(wr, x, m, k, lane, acc);
+  } else if (t == DType::kBF16) {
+    dot_16bit<true>(wr, x, m, k, lane, acc);
+  } else {
+    dot_16bit<false>(wr, x, m, k, lane, acc);
   }
 }
 
@@ -152,7 +165,7 @@ __global__ void gemv_kernel(const uint8_t* w, size_t row_bytes, const float* x, 
   } else {
     dot_16bit<kType == DType::kBF16>(wr, x, m, k, lane, acc);
   }
-#pragma unroll
+TANDEM_UNROLL
   for (int i = 0; i < kMaxM; ++i) {
     if (i < m) {
       const float s = warp_sum(acc[i]);
@@ -161,21 +174,25 @@ __global__ void gemv_kernel(const uint8_t* w, size_t row_bytes, const float* x, 
   }
 }
 
-}  // namespace
-
-void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y, cudaStream_t stream) {
-  const char* what = "cuda::gemv";
+void check_gemv_args(const char* what, const void* w, DType wtype, int64_t m, int64_t k) {
   require(wtype == DType::kBF16 || wtype == DType::kF16 || wtype == DType::kQ8_0 || wtype == DType::kQ4_K, what,
           "weights must be BF16, F16, Q8_0 or Q4_K, got " + std::string(dtype_name(wtype)));
   require(m >= 0 && m <= kGemvMaxM, what, "m must be in 0.." + std::to_string(kGemvMaxM) + ", got " + std::to_string(m));
   require(k % dtype_block(wtype) == 0, what,
           "k (" + std::to_string(k) + ") is not a whole number of " + std::string(dtype_name(wtype)) + " blocks");
-  const size_t row_bytes = dtype_row_bytes(wtype, k);
   // The vector loads need aligned rows: 16 bytes for 16-bit weights with k % 8 == 0,
   // 4 bytes for Q4_K's nibbles (144-byte blocks keep that alignment row to row).
   const auto addr = reinterpret_cast<uintptr_t>(w);
   if ((wtype == DType::kBF16 || wtype == DType::kF16) && k % 8 == 0) require(addr % 16 == 0, what, "w not 16-byte aligned");
   if (wtype == DType::kQ4_K) require(addr % 4 == 0, what, "w not 4-byte aligned");
+}
+
+}  // namespace
+
+void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y, cudaStream_t stream) {
+  const char* what = "cuda::gemv";
+  check_gemv_args(what, w, wtype, m, k);
+  const size_t row_bytes = dtype_row_bytes(wtype, k);
   if (m == 0 || n == 0) return;
   const unsigned grid = grid_for(n, kWarpsPerBlock, what);
   const auto* wb = static_cast<const uint8_t*>(w);
@@ -187,6 +204,20 @@ void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int6
     default: gemv_kernel<DType::kF16><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y); break;
   }
   TANDEM_CUDA_CHECK_LAUNCH("gemv_kernel");
+}
+
+void gemv_emulated(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y) {
+  check_gemv_args("cuda::gemv_emulated", w, wtype, m, k);
+  const size_t row_bytes = dtype_row_bytes(wtype, k);
+  for (int64_t row = 0; row < n; ++row) {
+    float sum[kMaxM] = {};
+    for (int lane = 0; lane < 32; ++lane) {
+      float acc[kMaxM] = {};
+      lane_dot(wtype, static_cast<const uint8_t*>(w) + row * row_bytes, x, static_cast<int>(m), k, lane, acc);
+      for (int i = 0; i < kMaxM; ++i) sum[i] += acc[i];
+    }
+    for (int64_t i = 0; i < m; ++i) y[i * n + row] = sum[i];
+  }
 }
 
 }  // namespace tandem::kernels::cuda

@@ -98,4 +98,10 @@ void gemm(const BlasHandle& blas, const void* w, DType wtype, const void* x, int
 void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y, cudaStream_t stream);
 constexpr int64_t kGemvMaxM = 8;
 
+// gemv()'s per-lane code (the block decoding and which lane reads what) run on
+// the host, lane after lane, with the lanes' sums added as the warp reduction
+// would. For tests: it checks GGUF's bit layouts in the kernel's own code on
+// machines without a GPU. w, x and y are host pointers.
+void gemv_emulated(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y);
+
 }  // namespace tandem::kernels::cuda
