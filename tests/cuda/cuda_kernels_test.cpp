@@ -341,21 +341,28 @@ TEST_F(CudaKernels, PagedAttentionDecodeMatchesCpu) {
   }
 }
 
-TEST_F(CudaKernels, PagedAttentionPrefillMatchesCpu) {
-  ThreadPool pool(2);
-  for (const AttnCase& c : kAttnCases) {
-    // Sequence s holds lens[s] positions; its last n_new[s] are this step's queries
-    // (a fresh prompt, a continued prefill, a single decode row, all in one launch).
-    const std::vector<int64_t> lens = {33, 5, 64, 9};
-    const std::vector<int64_t> n_new = {33, 3, 10, 1};
-    const int64_t kv_dim = int64_t(c.n_kv_heads) * c.head_dim, q_dim = int64_t(c.n_heads) * c.head_dim;
-    PagedFixture f(rng_, lens, kv_dim, 16);
-    const int64_t rows = std::accumulate(n_new.begin(), n_new.end(), int64_t(0));
-    const auto q = random_floats(rng_, size_t(rows * q_dim), -2.0f, 2.0f);
-    kernels::AttentionParams p{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim)), c.softcap,
-                               c.window};
-    std::vector<float> want(q.size());
-    std::vector<int32_t> q_seq, q_pos;
+// A mixed step: sequence s holds lens[s] positions and its last n_new[s] are this
+// step's queries (a fresh prompt, a continued prefill, a single decode row), with
+// the CPU's answer for each.
+struct PrefillStep {
+  std::vector<int64_t> lens = {33, 5, 64, 9};
+  std::vector<int64_t> n_new = {33, 3, 10, 1};
+  PagedFixture f;
+  int64_t rows = 0;
+  std::vector<float> q, want;
+  std::vector<int32_t> q_seq, q_pos;
+  cu::AttentionShape shape;
+
+  PrefillStep(std::mt19937& rng, const AttnCase& c)
+      : f(rng, lens, int64_t(c.n_kv_heads) * c.head_dim, 16) {
+    const int64_t q_dim = int64_t(c.n_heads) * c.head_dim;
+    for (const int64_t n : n_new) rows += n;
+    q = random_floats(rng, size_t(rows * q_dim), -2.0f, 2.0f);
+    want.resize(q.size());
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    const kernels::AttentionParams p{c.n_heads, c.n_kv_heads, c.head_dim, scale, c.softcap, c.window};
+    shape = {c.n_heads, c.n_kv_heads, c.head_dim, scale, c.softcap, c.window};
+    ThreadPool pool(2);
     std::vector<const float*> kb, vb;
     int64_t r0 = 0;
     for (size_t s = 0; s < lens.size(); ++s) {
@@ -370,15 +377,34 @@ TEST_F(CudaKernels, PagedAttentionPrefillMatchesCpu) {
       }
       r0 += n_new[s];
     }
-    auto dq = upload(q), dk = upload(f.k), dv = upload(f.v), dt = upload(f.tables), ds = upload(q_seq),
-         dp = upload(q_pos);
-    cu::DeviceBuffer dout(q.size() * sizeof(float));
-    const cu::PagedKv kv{dk.as<float>(), dv.as<float>(), f.block_stride, f.row_stride, int32_t(f.block_size),
-                         dt.as<int32_t>(), int32_t(f.max_blocks)};
-    const cu::AttentionShape sh{c.n_heads, c.n_kv_heads, c.head_dim, p.scale, c.softcap, c.window};
-    cu::attention_prefill(dq.as<float>(), int32_t(rows), ds.as<int32_t>(), dp.as<int32_t>(), kv, sh, dout.as<float>(),
+  }
+  cu::PagedKv kv(const float* k, const float* v, const int32_t* tables) const {
+    return {k, v, f.block_stride, f.row_stride, int32_t(f.block_size), tables, int32_t(f.max_blocks)};
+  }
+};
+
+TEST_F(CudaKernels, PagedAttentionPrefillMatchesCpu) {
+  for (const AttnCase& c : kAttnCases) {
+    const PrefillStep st(rng_, c);
+    auto dq = upload(st.q), dk = upload(st.f.k), dv = upload(st.f.v), dt = upload(st.f.tables), ds = upload(st.q_seq),
+         dp = upload(st.q_pos);
+    cu::DeviceBuffer dout(st.q.size() * sizeof(float));
+    cu::attention_prefill(dq.as<float>(), int32_t(st.rows), ds.as<int32_t>(), dp.as<int32_t>(),
+                          st.kv(dk.as<float>(), dv.as<float>(), dt.as<int32_t>()), st.shape, dout.as<float>(),
                           stream());
-    expect_close(download<float>(dout, q.size()), want, 2e-5, "prefill head_dim " + std::to_string(c.head_dim));
+    expect_close(download<float>(dout, st.q.size()), st.want, 2e-5, "prefill head_dim " + std::to_string(c.head_dim));
+  }
+}
+
+// Runs without a GPU: the kernel's row code, all lanes on the host, against the CPU.
+TEST(CudaAttentionLanes, HostRunOfTheRowCodeMatchesCpu) {
+  std::mt19937 rng(5);
+  for (const AttnCase& c : kAttnCases) {
+    const PrefillStep st(rng, c);
+    std::vector<float> out(st.q.size(), -1.0f);
+    cu::attention_emulated(st.q.data(), int32_t(st.rows), st.q_seq.data(), st.q_pos.data(),
+                           st.kv(st.f.k.data(), st.f.v.data(), st.f.tables.data()), st.shape, out.data());
+    expect_close(out, st.want, 2e-5, "attention lanes head_dim " + std::to_string(c.head_dim));
   }
 }
 

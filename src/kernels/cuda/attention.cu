@@ -5,6 +5,9 @@
 // scores are never stored. Decode and prefill are the same kernel: a row knows
 // its sequence and position, and attends causally to keys first..pos.
 //
+// The row's code is __host__ __device__ so attention_emulated() can run it on
+// the CPU for tests (addressing, GQA, window, soft-cap, online softmax).
+//
 // Straightforward on purpose: one warp reduction per key serializes long
 // prefills; splitting keys over warps (flash-decoding) and tiling queries in
 // shared memory are the next steps once it can be measured on a GPU.
@@ -20,25 +23,38 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 
-template <int kPerLane, bool kDecode>
-__global__ void paged_attention_kernel(const float* q, const int32_t* seq_or_len, const int32_t* q_pos, PagedKv kv,
-                                       AttentionShape sh, float* out) {
-  const int lane = threadIdx.x % 32;
-  const int h = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  if (h >= sh.n_heads) return;
-  const int64_t row = blockIdx.y;
-  const int32_t seq = kDecode ? static_cast<int32_t>(row) : seq_or_len[row];
-  const int64_t pos = kDecode ? int64_t(seq_or_len[row]) - 1 : int64_t(q_pos[row]);
+// Sum over the 32 lanes of what each caller computed for its own lanes: on the
+// device a thread is one lane and this is a warp reduction; on the host
+// (attention_emulated) one caller runs all 32 lanes and has summed them already.
+template <int kLanes>
+__host__ __device__ __forceinline__ float lanes_total(float part) {
+  if constexpr (kLanes == 32) {
+    return part;
+  } else {
+#ifdef __CUDA_ARCH__
+    return warp_sum(part);
+#else
+    return part;  // not reached: the host always runs 32 lanes
+#endif
+  }
+}
+
+// Attention of one query row and head over its sequence's keys first..pos, for
+// kLanes lanes starting at lane0 (lane l holds dims l, l + 32, ...).
+template <int kPerLane, int kLanes>
+__host__ __device__ void attend(const float* q, int64_t row, int32_t seq, int64_t pos, int h, int lane0,
+                                const PagedKv& kv, const AttentionShape& sh, float* out) {
   const int kvh = h / (sh.n_heads / sh.n_kv_heads);
   const int64_t q_dim = int64_t(sh.n_heads) * sh.head_dim;
-
   const float* qh = q + row * q_dim + int64_t(h) * sh.head_dim;
-  float qr[kPerLane], acc[kPerLane];
-#pragma unroll
-  for (int j = 0; j < kPerLane; ++j) {
-    const int d = lane + 32 * j;
-    qr[j] = d < sh.head_dim ? qh[d] : 0.0f;
-    acc[j] = 0.0f;
+  float qr[kLanes][kPerLane], acc[kLanes][kPerLane];
+  for (int L = 0; L < kLanes; ++L) {
+    TANDEM_UNROLL
+    for (int j = 0; j < kPerLane; ++j) {
+      const int d = lane0 + L + 32 * j;
+      qr[L][j] = d < sh.head_dim ? qh[d] : 0.0f;
+      acc[L][j] = 0.0f;
+    }
   }
 
   const int32_t* table = kv.block_tables + int64_t(seq) * kv.max_blocks;
@@ -49,32 +65,49 @@ __global__ void paged_attention_kernel(const float* q, const int32_t* seq_or_len
                         int64_t(kvh) * sh.head_dim;
     const float* kr = kv.k_cache + off;
     float part = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kPerLane; ++j) {
-      const int d = lane + 32 * j;
-      if (d < sh.head_dim) part += qr[j] * kr[d];
+    for (int L = 0; L < kLanes; ++L) {
+      TANDEM_UNROLL
+      for (int j = 0; j < kPerLane; ++j) {
+        const int d = lane0 + L + 32 * j;
+        if (d < sh.head_dim) part += qr[L][j] * kr[d];
+      }
     }
-    float s = warp_sum(part) * sh.scale;
+    float s = lanes_total<kLanes>(part) * sh.scale;
     if (sh.softcap > 0.0f) s = tanhf(s / sh.softcap) * sh.softcap;
     const float m_new = fmaxf(m, s);
     const float corr = expf(m - m_new);  // 0 on the first key (m = -inf)
     const float e = expf(s - m_new);
     l = l * corr + e;
     const float* vr = kv.v_cache + off;
-#pragma unroll
-    for (int j = 0; j < kPerLane; ++j) {
-      const int d = lane + 32 * j;
-      acc[j] = acc[j] * corr + (d < sh.head_dim ? e * vr[d] : 0.0f);
+    for (int L = 0; L < kLanes; ++L) {
+      TANDEM_UNROLL
+      for (int j = 0; j < kPerLane; ++j) {
+        const int d = lane0 + L + 32 * j;
+        acc[L][j] = acc[L][j] * corr + (d < sh.head_dim ? e * vr[d] : 0.0f);
+      }
     }
     m = m_new;
   }
   float* oh = out + row * q_dim + int64_t(h) * sh.head_dim;
   const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
-#pragma unroll
-  for (int j = 0; j < kPerLane; ++j) {
-    const int d = lane + 32 * j;
-    if (d < sh.head_dim) oh[d] = acc[j] * inv_l;
+  for (int L = 0; L < kLanes; ++L) {
+    TANDEM_UNROLL
+    for (int j = 0; j < kPerLane; ++j) {
+      const int d = lane0 + L + 32 * j;
+      if (d < sh.head_dim) oh[d] = acc[L][j] * inv_l;
+    }
   }
+}
+
+template <int kPerLane, bool kDecode>
+__global__ void paged_attention_kernel(const float* q, const int32_t* seq_or_len, const int32_t* q_pos, PagedKv kv,
+                                       AttentionShape sh, float* out) {
+  const int h = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  if (h >= sh.n_heads) return;
+  const int64_t row = blockIdx.y;
+  const int32_t seq = kDecode ? static_cast<int32_t>(row) : seq_or_len[row];
+  const int64_t pos = kDecode ? int64_t(seq_or_len[row]) - 1 : int64_t(q_pos[row]);
+  attend<kPerLane, 1>(q, row, seq, pos, h, static_cast<int>(threadIdx.x % 32), kv, sh, out);
 }
 
 void check_args(const char* what, int64_t n_rows, const PagedKv& kv, const AttentionShape& sh) {
@@ -120,6 +153,22 @@ void attention_prefill(const float* q, int32_t n_rows, const int32_t* q_seq, con
   check_args("cuda::attention_prefill", n_rows, kv, shape);
   if (n_rows == 0) return;
   launch<false>(q, n_rows, q_seq, q_pos, kv, shape, out, stream);
+}
+
+void attention_emulated(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos, const PagedKv& kv,
+                        const AttentionShape& shape, float* out) {
+  check_args("cuda::attention_emulated", n_rows, kv, shape);
+  for (int32_t r = 0; r < n_rows; ++r) {
+    for (int h = 0; h < shape.n_heads; ++h) {
+      if (shape.head_dim <= 64) {
+        attend<2, 32>(q, r, q_seq[r], q_pos[r], h, 0, kv, shape, out);
+      } else if (shape.head_dim <= 128) {
+        attend<4, 32>(q, r, q_seq[r], q_pos[r], h, 0, kv, shape, out);
+      } else {
+        attend<8, 32>(q, r, q_seq[r], q_pos[r], h, 0, kv, shape, out);
+      }
+    }
+  }
 }
 
 }  // namespace tandem::kernels::cuda

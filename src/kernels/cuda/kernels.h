@@ -86,6 +86,11 @@ void attention_decode(const float* q, int32_t n_seqs, const int32_t* seq_lens, c
 void attention_prefill(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos, const PagedKv& kv,
                        const AttentionShape& shape, float* out, cudaStream_t stream);
 
+// attention_prefill()'s per-row code run on the host, all 32 lanes of a warp in
+// one call, for tests on machines without a GPU. All pointers are host pointers.
+void attention_emulated(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos, const PagedKv& kv,
+                        const AttentionShape& shape, float* out);
+
 // ---- linear layers: y[m, n] = x[m, k] · w[n, k]ᵀ (gemm.cu, gemv.cu) ----
 
 // cuBLAS GEMM for BF16 or F16 weights; x in the same dtype (convert_f32), y
