@@ -56,7 +56,8 @@ cu::DeviceBuffer make_weights(DType t, int64_t n, int64_t k, std::mt19937& rng) 
   }
   std::vector<uint8_t> all(row * static_cast<size_t>(n));
   for (int64_t r = 0; r < n; ++r)
-    std::copy_n(some.data() + static_cast<size_t>(r % kDistinct) * row, row, all.data() + static_cast<size_t>(r) * row);
+    std::copy_n(some.data() + static_cast<size_t>(r % kDistinct) * row, row,
+                all.data() + static_cast<size_t>(r) * row);
   cu::DeviceBuffer b(all.size());
   b.upload(all.data(), all.size());
   return b;
@@ -71,8 +72,9 @@ int iterations_for(double probe_ms) {
 int run() {
   const auto devices = cu::cuda_devices();
   const auto& dev = devices[0];
-  std::printf("device: %s (sm_%d%d, %d SMs, %.1f GiB, %.1f GiB free)\n", dev.name.c_str(), dev.cc_major,
-              dev.cc_minor, dev.sm_count, static_cast<double>(dev.total_bytes) / (1 << 30),
+  std::printf("device: %s (sm_%d%d, %d SMs, %.1f GiB, %.1f GiB free)\n", dev.name.c_str(),
+              dev.cc_major, dev.cc_minor, dev.sm_count,
+              static_cast<double>(dev.total_bytes) / (1 << 30),
               static_cast<double>(dev.free_bytes) / (1 << 30));
   cu::Stream stream;
   const double copy_gbs = cu::copy_bandwidth_gbs(size_t(1) << 30, stream.get());
@@ -84,25 +86,34 @@ int run() {
   std::vector<float> xh(static_cast<size_t>(max_m * max_k));
   std::normal_distribution<float> d(0.0f, 1.0f);
   for (auto& v : xh) v = d(rng);
-  cu::DeviceBuffer x(xh.size() * sizeof(float)), x16(xh.size() * 2), y(static_cast<size_t>(max_m * max_n) * sizeof(float));
+  cu::DeviceBuffer x(xh.size() * sizeof(float)), x16(xh.size() * 2),
+      y(static_cast<size_t>(max_m * max_n) * sizeof(float));
   x.upload(xh.data(), xh.size() * sizeof(float));
-  cu::convert_f32(x.as<float>(), static_cast<int64_t>(xh.size()), DType::kBF16, x16.data(), stream.get());
+  cu::convert_f32(x.as<float>(), static_cast<int64_t>(xh.size()), DType::kBF16, x16.data(),
+                  stream.get());
 
   std::printf("GEMV, m = 1 (decode): effective GB/s = weight bytes / time\n");
-  std::printf("%-22s %-6s %10s %10s %8s %14s\n", "shape", "type", "us", "GB/s", "of copy", "vs cuBLAS m=1");
+  std::printf("%-22s %-6s %10s %10s %8s %14s\n", "shape", "type", "us", "GB/s", "of copy",
+              "vs cuBLAS m=1");
   for (const Shape& s : kShapes) {
     const cu::DeviceBuffer wb = make_weights(DType::kBF16, s.n, s.k, rng);
-    auto cublas = [&] { cu::gemm(blas, wb.data(), DType::kBF16, x16.data(), 1, s.n, s.k, y.as<float>()); };
-    const double cublas_ms = cu::time_ms(stream.get(), 3, iterations_for(cu::time_ms(stream.get(), 1, 3, cublas)), cublas);
+    auto cublas = [&] {
+      cu::gemm(blas, wb.data(), DType::kBF16, x16.data(), 1, s.n, s.k, y.as<float>());
+    };
+    const double cublas_ms = cu::time_ms(
+        stream.get(), 3, iterations_for(cu::time_ms(stream.get(), 1, 3, cublas)), cublas);
     for (const DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_K}) {
-      const cu::DeviceBuffer w = t == DType::kBF16 ? cu::DeviceBuffer() : make_weights(t, s.n, s.k, rng);
+      const cu::DeviceBuffer w =
+          t == DType::kBF16 ? cu::DeviceBuffer() : make_weights(t, s.n, s.k, rng);
       const void* wp = t == DType::kBF16 ? wb.data() : w.data();
       auto gemv = [&] { cu::gemv(wp, t, x.as<float>(), 1, s.n, s.k, y.as<float>(), stream.get()); };
-      const double ms = cu::time_ms(stream.get(), 3, iterations_for(cu::time_ms(stream.get(), 1, 3, gemv)), gemv);
+      const double ms =
+          cu::time_ms(stream.get(), 3, iterations_for(cu::time_ms(stream.get(), 1, 3, gemv)), gemv);
       const double bytes = static_cast<double>(dtype_row_bytes(t, s.k)) * static_cast<double>(s.n);
       const double gbs = bytes / (ms * 1e6);
-      std::printf("%-22s %-6s %10.1f %10.0f %7.0f%% %13.2fx\n", s.name, std::string(dtype_name(t)).c_str(), ms * 1e3,
-                  gbs, 100.0 * gbs / copy_gbs, cublas_ms / ms);
+      std::printf("%-22s %-6s %10.1f %10.0f %7.0f%% %13.2fx\n", s.name,
+                  std::string(dtype_name(t)).c_str(), ms * 1e3, gbs, 100.0 * gbs / copy_gbs,
+                  cublas_ms / ms);
     }
   }
 
@@ -111,9 +122,13 @@ int run() {
   for (const Shape& s : kShapes) {
     const cu::DeviceBuffer wb = make_weights(DType::kBF16, s.n, s.k, rng);
     for (const int64_t m : {1, 8, 32, 64, 512}) {
-      auto g = [&] { cu::gemm(blas, wb.data(), DType::kBF16, x16.data(), m, s.n, s.k, y.as<float>()); };
-      const double ms = cu::time_ms(stream.get(), 3, iterations_for(cu::time_ms(stream.get(), 1, 3, g)), g);
-      const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(s.n) * static_cast<double>(s.k);
+      auto g = [&] {
+        cu::gemm(blas, wb.data(), DType::kBF16, x16.data(), m, s.n, s.k, y.as<float>());
+      };
+      const double ms =
+          cu::time_ms(stream.get(), 3, iterations_for(cu::time_ms(stream.get(), 1, 3, g)), g);
+      const double flops =
+          2.0 * static_cast<double>(m) * static_cast<double>(s.n) * static_cast<double>(s.k);
       std::printf("%-22s %6lld %10.1f %10.1f %10.0f\n", s.name, static_cast<long long>(m), ms * 1e3,
                   flops / (ms * 1e9), 2.0 * static_cast<double>(s.n * s.k) / (ms * 1e6));
     }

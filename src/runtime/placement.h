@@ -32,9 +32,9 @@ enum class PlacementMode {
 };
 
 struct PlacementInput {
-  std::vector<uint64_t> layer_bytes;      // weights of each transformer block, in order
-  uint64_t embedding_bytes = 0;           // token embedding table (stays on the CPU)
-  uint64_t head_bytes = 0;                // final norm + output head (a copy of the table when tied)
+  std::vector<uint64_t> layer_bytes;  // weights of each transformer block, in order
+  uint64_t embedding_bytes = 0;       // token embedding table (stays on the CPU)
+  uint64_t head_bytes = 0;            // final norm + output head (a copy of the table when tied)
   uint64_t kv_bytes_per_token_layer = 0;  // K and V of one token in one layer
   int64_t kv_tokens = 0;                  // KV budget: tokens the cache must hold
   uint64_t gpu_free_bytes = 0;            // free device memory now

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -43,8 +44,15 @@ TEST(CudaBackend, AvailabilityComesWithAReason) {
   if (!ok) {
     EXPECT_FALSE(why.empty());
     EXPECT_THROW(cu::cuda_devices(), Error);
-    // Allocating without a device is an error value, not a crash.
+    // Allocating without a device is an error value, not a crash; so is a cuBLAS handle
+    // (cuBLAS is opened on first use, and its creation fails without a device).
     EXPECT_THROW(cu::DeviceBuffer(64), Error);
+    try {
+      cu::BlasHandle blas(nullptr);
+      ADD_FAILURE() << "a cuBLAS handle without a device";
+    } catch (const Error& e) {
+      std::printf("BlasHandle without a device: %s\n", e.what());
+    }
     return;
   }
   const auto devices = cu::cuda_devices();
@@ -63,13 +71,16 @@ TEST(CudaBackend, AvailabilityComesWithAReason) {
 // Launchers check their arguments before touching the device, so these run here too.
 TEST(CudaBackend, LaunchersRejectBadArguments) {
   float* none = nullptr;
-  EXPECT_THROW(cu::gemv(nullptr, DType::kQ8_0, none, cu::kGemvMaxM + 1, 4, 32, none, nullptr), Error);
+  EXPECT_THROW(cu::gemv(nullptr, DType::kQ8_0, none, cu::kGemvMaxM + 1, 4, 32, none, nullptr),
+               Error);
   EXPECT_THROW(cu::gemv(nullptr, DType::kQ4_K, none, 1, 4, 300, none, nullptr), Error);
   EXPECT_THROW(cu::gemv(nullptr, DType::kQ6_K, none, 1, 4, 256, none, nullptr), Error);
-  EXPECT_THROW(cu::embedding(nullptr, DType::kQ8_0, 10, 32, nullptr, 1, 1.0f, none, nullptr), Error);
+  EXPECT_THROW(cu::embedding(nullptr, DType::kQ8_0, 10, 32, nullptr, 1, 1.0f, none, nullptr),
+               Error);
   EXPECT_THROW(cu::convert_f32(none, 4, DType::kF32, nullptr, nullptr), Error);
   EXPECT_THROW(cu::process_logits(none, 4, 0.0f, -1.0f, nullptr), Error);
-  EXPECT_THROW(cu::rope(none, 1, 64, 1, 64, 63, nullptr, none, 1.0f, cu::RopeStyle::kHalf, nullptr), Error);
+  EXPECT_THROW(cu::rope(none, 1, 64, 1, 64, 63, nullptr, none, 1.0f, cu::RopeStyle::kHalf, nullptr),
+               Error);
   int32_t table = 0;
   float kv = 0;
   cu::PagedKv pk{&kv, &kv, 16 * 64, 64, 16, &table, 1};
@@ -119,7 +130,8 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n, float lo = -1.0f, 
 }
 
 // |got - want| <= tol * max(1, |want|), element by element, naming the first miss.
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i) {
     const double scale = std::max(1.0, std::fabs(static_cast<double>(want[i])));
@@ -134,14 +146,15 @@ TEST_F(CudaKernels, EmbeddingF32AndBf16) {
     const auto table = random_floats(rng_, size_t(vocab * hidden));
     std::vector<uint16_t> table_bf16(table.size());
     for (size_t i = 0; i < table.size(); ++i) table_bf16[i] = f32_to_bf16(table[i]);
-    const std::vector<int32_t> ids = {0, 36, 5, 5, -1, 37, 12};  // -1 and 37 are out of range: zeros
+    const std::vector<int32_t> ids = {0,  36, 5, 5,
+                                      -1, 37, 12};  // -1 and 37 are out of range: zeros
     const float scale = 1.5f;
     auto d_ids = upload(ids);
     cu::DeviceBuffer d_out(ids.size() * size_t(hidden) * sizeof(float));
     for (const DType t : {DType::kF32, DType::kBF16}) {
       auto d_table = t == DType::kF32 ? upload(table) : upload(table_bf16);
-      cu::embedding(d_table.data(), t, vocab, hidden, d_ids.as<int32_t>(), int64_t(ids.size()), scale,
-                    d_out.as<float>(), stream());
+      cu::embedding(d_table.data(), t, vocab, hidden, d_ids.as<int32_t>(), int64_t(ids.size()),
+                    scale, d_out.as<float>(), stream());
       const auto got = download<float>(d_out, ids.size() * size_t(hidden));
       std::vector<float> want(got.size(), 0.0f);
       for (size_t r = 0; r < ids.size(); ++r) {
@@ -171,7 +184,8 @@ TEST_F(CudaKernels, RmsNormMatchesCpu) {
       expect_close(download<float>(dy, x.size()), want, 1e-5, "rmsnorm n " + std::to_string(n));
       // In place, as the forward pass calls it.
       cu::rmsnorm(dx.as<float>(), dw.as<float>(), offset, rows, n, 1e-6f, dx.as<float>(), stream());
-      expect_close(download<float>(dx, x.size()), want, 1e-5, "rmsnorm in place n " + std::to_string(n));
+      expect_close(download<float>(dx, x.size()), want, 1e-5,
+                   "rmsnorm in place n " + std::to_string(n));
     }
   }
 }
@@ -184,7 +198,8 @@ TEST_F(CudaKernels, RopeBothConventionsMatchCpu) {
     const int64_t n_tokens = 6, half = c.rot_dim / 2;
     const int64_t row_stride = c.n_heads * c.head_dim + 7;  // as inside a fused qkv buffer
     std::vector<float> inv_freq(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i) inv_freq[size_t(i)] = std::pow(10000.0f, -2.0f * float(i) / float(c.rot_dim));
+    for (int64_t i = 0; i < half; ++i)
+      inv_freq[size_t(i)] = std::pow(10000.0f, -2.0f * float(i) / float(c.rot_dim));
     const std::vector<int32_t> pos = {0, 1, 17, 255, 4095, 131071};
     const float scaling = 1.1f;
     const auto x = random_floats(rng_, size_t(n_tokens * row_stride));
@@ -207,11 +222,11 @@ TEST_F(CudaKernels, RopeBothConventionsMatchCpu) {
         }
       }
       auto dx = upload(x), dpos = upload(pos), dfreq = upload(inv_freq);
-      cu::rope(dx.as<float>(), n_tokens, row_stride, c.n_heads, c.head_dim, c.rot_dim, dpos.as<int32_t>(),
-               dfreq.as<float>(), scaling, style, stream());
+      cu::rope(dx.as<float>(), n_tokens, row_stride, c.n_heads, c.head_dim, c.rot_dim,
+               dpos.as<int32_t>(), dfreq.as<float>(), scaling, style, stream());
       expect_close(download<float>(dx, x.size()), want, 1e-6,
-                   std::string(style == cu::RopeStyle::kHalf ? "rope half" : "rope interleaved") + " head_dim " +
-                       std::to_string(c.head_dim));
+                   std::string(style == cu::RopeStyle::kHalf ? "rope half" : "rope interleaved") +
+                       " head_dim " + std::to_string(c.head_dim));
     }
   }
 }
@@ -227,7 +242,8 @@ TEST_F(CudaKernels, GatedActivationsMatchCpu) {
     expect_close(download<float>(dout, size_t(n)), want, 1e-5, "silu_mul n " + std::to_string(n));
     kernels::gelu_tanh_mul(g.data(), u.data(), n, want.data());
     cu::gelu_tanh_mul(dg.as<float>(), du.as<float>(), n, dout.as<float>(), stream());
-    expect_close(download<float>(dout, size_t(n)), want, 1e-5, "gelu_tanh_mul n " + std::to_string(n));
+    expect_close(download<float>(dout, size_t(n)), want, 1e-5,
+                 "gelu_tanh_mul n " + std::to_string(n));
   }
 }
 
@@ -244,8 +260,9 @@ TEST_F(CudaKernels, LogitsSoftcapAndTemperature) {
       for (float& v : want) v /= c.temperature;
     auto dx = upload(x);
     cu::process_logits(dx.as<float>(), n, c.softcap, c.temperature, stream());
-    expect_close(download<float>(dx, size_t(n)), want, 1e-6,
-                 "logits softcap " + std::to_string(c.softcap) + " T " + std::to_string(c.temperature));
+    expect_close(
+        download<float>(dx, size_t(n)), want, 1e-6,
+        "logits softcap " + std::to_string(c.softcap) + " T " + std::to_string(c.temperature));
   }
 }
 
@@ -259,8 +276,10 @@ TEST_F(CudaKernels, ConvertRoundsLikeTheHost) {
     cu::convert_f32(dx.as<float>(), n, t, dy.data(), stream());
     const auto got = download<uint16_t>(dy, size_t(n));
     for (int64_t i = 0; i < n; ++i) {
-      const uint16_t want = t == DType::kBF16 ? f32_to_bf16(x[size_t(i)]) : f32_to_f16(x[size_t(i)]);
-      ASSERT_EQ(got[size_t(i)], want) << dtype_name(t) << " element " << i << " of " << x[size_t(i)];
+      const uint16_t want =
+          t == DType::kBF16 ? f32_to_bf16(x[size_t(i)]) : f32_to_f16(x[size_t(i)]);
+      ASSERT_EQ(got[size_t(i)], want)
+          << dtype_name(t) << " element " << i << " of " << x[size_t(i)];
     }
   }
 }
@@ -272,8 +291,12 @@ struct PagedFixture {
   std::vector<float> k, v;
   std::vector<int32_t> tables;  // [n_seqs, max_blocks]
 
-  PagedFixture(std::mt19937& rng, const std::vector<int64_t>& lens, int64_t kv_dim_, int64_t block_size_)
-      : kv_dim(kv_dim_), block_size(block_size_), row_stride(kv_dim_ + 4), block_stride(block_size_ * (kv_dim_ + 4) + 16) {
+  PagedFixture(std::mt19937& rng, const std::vector<int64_t>& lens, int64_t kv_dim_,
+               int64_t block_size_)
+      : kv_dim(kv_dim_),
+        block_size(block_size_),
+        row_stride(kv_dim_ + 4),
+        block_stride(block_size_ * (kv_dim_ + 4) + 16) {
     max_blocks = 1;
     int64_t total = 0;
     for (const int64_t l : lens) {
@@ -286,16 +309,19 @@ struct PagedFixture {
     tables.assign(lens.size() * size_t(max_blocks), 0);
     size_t next = 0;
     for (size_t s = 0; s < lens.size(); ++s) {
-      for (int64_t b = 0; b < (lens[s] + block_size - 1) / block_size; ++b) tables[s * size_t(max_blocks) + size_t(b)] = ids[next++];
+      for (int64_t b = 0; b < (lens[s] + block_size - 1) / block_size; ++b)
+        tables[s * size_t(max_blocks) + size_t(b)] = ids[next++];
     }
     k = random_floats(rng, size_t(total * block_stride));
     v = random_floats(rng, size_t(total * block_stride));
   }
   // Per-position block pointers of sequence s, as kernels::attention_paged takes them.
-  void cpu_blocks(const std::vector<float>& data, size_t s, int64_t len, std::vector<const float*>& out) const {
+  void cpu_blocks(const std::vector<float>& data, size_t s, int64_t len,
+                  std::vector<const float*>& out) const {
     out.clear();
     for (int64_t b = 0; b < (len + block_size - 1) / block_size; ++b)
-      out.push_back(data.data() + int64_t(tables[s * size_t(max_blocks) + size_t(b)]) * block_stride);
+      out.push_back(data.data() +
+                    int64_t(tables[s * size_t(max_blocks) + size_t(b)]) * block_stride);
   }
 };
 
@@ -317,27 +343,33 @@ TEST_F(CudaKernels, PagedAttentionDecodeMatchesCpu) {
   ThreadPool pool(2);
   for (const AttnCase& c : kAttnCases) {
     const std::vector<int64_t> lens = {1, 16, 17, 70};
-    const int64_t kv_dim = int64_t(c.n_kv_heads) * c.head_dim, q_dim = int64_t(c.n_heads) * c.head_dim;
+    const int64_t kv_dim = int64_t(c.n_kv_heads) * c.head_dim,
+                  q_dim = int64_t(c.n_heads) * c.head_dim;
     PagedFixture f(rng_, lens, kv_dim, 16);
     const auto q = random_floats(rng_, lens.size() * size_t(q_dim), -2.0f, 2.0f);
-    kernels::AttentionParams p{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim)), c.softcap,
-                               c.window};
+    kernels::AttentionParams p{c.n_heads,  c.n_kv_heads,
+                               c.head_dim, 1.0f / std::sqrt(float(c.head_dim)),
+                               c.softcap,  c.window};
     std::vector<float> want(q.size());
     std::vector<const float*> kb, vb;
     for (size_t s = 0; s < lens.size(); ++s) {
       f.cpu_blocks(f.k, s, lens[s], kb);
       f.cpu_blocks(f.v, s, lens[s], vb);
-      kernels::attention_paged(q.data() + s * size_t(q_dim), 1, lens[s] - 1, kb, vb, f.block_size, f.row_stride, p,
-                               want.data() + s * size_t(q_dim), pool);
+      kernels::attention_paged(q.data() + s * size_t(q_dim), 1, lens[s] - 1, kb, vb, f.block_size,
+                               f.row_stride, p, want.data() + s * size_t(q_dim), pool);
     }
     std::vector<int32_t> seq_lens(lens.begin(), lens.end());
-    auto dq = upload(q), dk = upload(f.k), dv = upload(f.v), dt = upload(f.tables), dl = upload(seq_lens);
+    auto dq = upload(q), dk = upload(f.k), dv = upload(f.v), dt = upload(f.tables),
+         dl = upload(seq_lens);
     cu::DeviceBuffer dout(q.size() * sizeof(float));
-    const cu::PagedKv kv{dk.as<float>(), dv.as<float>(), f.block_stride, f.row_stride, int32_t(f.block_size),
-                         dt.as<int32_t>(), int32_t(f.max_blocks)};
+    const cu::PagedKv kv{dk.as<float>(),       dv.as<float>(),        f.block_stride,
+                         f.row_stride,         int32_t(f.block_size), dt.as<int32_t>(),
+                         int32_t(f.max_blocks)};
     const cu::AttentionShape sh{c.n_heads, c.n_kv_heads, c.head_dim, p.scale, c.softcap, c.window};
-    cu::attention_decode(dq.as<float>(), int32_t(lens.size()), dl.as<int32_t>(), kv, sh, dout.as<float>(), stream());
-    expect_close(download<float>(dout, q.size()), want, 2e-5, "decode head_dim " + std::to_string(c.head_dim));
+    cu::attention_decode(dq.as<float>(), int32_t(lens.size()), dl.as<int32_t>(), kv, sh,
+                         dout.as<float>(), stream());
+    expect_close(download<float>(dout, q.size()), want, 2e-5,
+                 "decode head_dim " + std::to_string(c.head_dim));
   }
 }
 
@@ -360,7 +392,8 @@ struct PrefillStep {
     q = random_floats(rng, size_t(rows * q_dim), -2.0f, 2.0f);
     want.resize(q.size());
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    const kernels::AttentionParams p{c.n_heads, c.n_kv_heads, c.head_dim, scale, c.softcap, c.window};
+    const kernels::AttentionParams p{c.n_heads, c.n_kv_heads, c.head_dim,
+                                     scale,     c.softcap,    c.window};
     shape = {c.n_heads, c.n_kv_heads, c.head_dim, scale, c.softcap, c.window};
     ThreadPool pool(2);
     std::vector<const float*> kb, vb;
@@ -369,8 +402,8 @@ struct PrefillStep {
       const int64_t pos0 = lens[s] - n_new[s];
       f.cpu_blocks(f.k, s, lens[s], kb);
       f.cpu_blocks(f.v, s, lens[s], vb);
-      kernels::attention_paged(q.data() + r0 * q_dim, n_new[s], pos0, kb, vb, f.block_size, f.row_stride, p,
-                               want.data() + r0 * q_dim, pool);
+      kernels::attention_paged(q.data() + r0 * q_dim, n_new[s], pos0, kb, vb, f.block_size,
+                               f.row_stride, p, want.data() + r0 * q_dim, pool);
       for (int64_t i = 0; i < n_new[s]; ++i) {
         q_seq.push_back(int32_t(s));
         q_pos.push_back(int32_t(pos0 + i));
@@ -379,20 +412,22 @@ struct PrefillStep {
     }
   }
   cu::PagedKv kv(const float* k, const float* v, const int32_t* tables) const {
-    return {k, v, f.block_stride, f.row_stride, int32_t(f.block_size), tables, int32_t(f.max_blocks)};
+    return {
+        k, v, f.block_stride, f.row_stride, int32_t(f.block_size), tables, int32_t(f.max_blocks)};
   }
 };
 
 TEST_F(CudaKernels, PagedAttentionPrefillMatchesCpu) {
   for (const AttnCase& c : kAttnCases) {
     const PrefillStep st(rng_, c);
-    auto dq = upload(st.q), dk = upload(st.f.k), dv = upload(st.f.v), dt = upload(st.f.tables), ds = upload(st.q_seq),
-         dp = upload(st.q_pos);
+    auto dq = upload(st.q), dk = upload(st.f.k), dv = upload(st.f.v), dt = upload(st.f.tables),
+         ds = upload(st.q_seq), dp = upload(st.q_pos);
     cu::DeviceBuffer dout(st.q.size() * sizeof(float));
     cu::attention_prefill(dq.as<float>(), int32_t(st.rows), ds.as<int32_t>(), dp.as<int32_t>(),
-                          st.kv(dk.as<float>(), dv.as<float>(), dt.as<int32_t>()), st.shape, dout.as<float>(),
-                          stream());
-    expect_close(download<float>(dout, st.q.size()), st.want, 2e-5, "prefill head_dim " + std::to_string(c.head_dim));
+                          st.kv(dk.as<float>(), dv.as<float>(), dt.as<int32_t>()), st.shape,
+                          dout.as<float>(), stream());
+    expect_close(download<float>(dout, st.q.size()), st.want, 2e-5,
+                 "prefill head_dim " + std::to_string(c.head_dim));
   }
 }
 
@@ -403,7 +438,8 @@ TEST(CudaAttentionLanes, HostRunOfTheRowCodeMatchesCpu) {
     const PrefillStep st(rng, c);
     std::vector<float> out(st.q.size(), -1.0f);
     cu::attention_emulated(st.q.data(), int32_t(st.rows), st.q_seq.data(), st.q_pos.data(),
-                           st.kv(st.f.k.data(), st.f.v.data(), st.f.tables.data()), st.shape, out.data());
+                           st.kv(st.f.k.data(), st.f.v.data(), st.f.tables.data()), st.shape,
+                           out.data());
     expect_close(out, st.want, 2e-5, "attention lanes head_dim " + std::to_string(c.head_dim));
   }
 }
@@ -425,7 +461,8 @@ Weights make_weights(std::mt19937& rng, DType t, int64_t n, int64_t k) {
     const float* s = src.data() + r * k;
     if (t == DType::kBF16 || t == DType::kF16) {
       auto* h = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < k; ++i) h[i] = t == DType::kBF16 ? f32_to_bf16(s[i]) : f32_to_f16(s[i]);
+      for (int64_t i = 0; i < k; ++i)
+        h[i] = t == DType::kBF16 ? f32_to_bf16(s[i]) : f32_to_f16(s[i]);
     } else {
       quantize_row(*ggml_from_dtype(t), s, dst, k);
     }
@@ -435,8 +472,9 @@ Weights make_weights(std::mt19937& rng, DType t, int64_t n, int64_t k) {
 }
 
 // y[i, j] = Σ x[i, :] w[j, :] in double; tolerance scales with Σ |x w|.
-void expect_matmul(const std::vector<float>& got, const std::vector<float>& x, const std::vector<float>& w, int64_t m,
-                   int64_t n, int64_t k, double tol, const std::string& what) {
+void expect_matmul(const std::vector<float>& got, const std::vector<float>& x,
+                   const std::vector<float>& w, int64_t m, int64_t n, int64_t k, double tol,
+                   const std::string& what) {
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double ref = 0.0, mag = 0.0;
@@ -446,7 +484,8 @@ void expect_matmul(const std::vector<float>& got, const std::vector<float>& x, c
         mag += std::fabs(p);
       }
       ASSERT_LE(std::fabs(got[size_t(i * n + j)] - ref), tol * mag + 1e-6)
-          << what << ": y[" << i << ", " << j << "] got " << got[size_t(i * n + j)] << " want " << ref;
+          << what << ": y[" << i << ", " << j << "] got " << got[size_t(i * n + j)] << " want "
+          << ref;
     }
   }
 }
@@ -456,10 +495,12 @@ struct GemvCase {
   int64_t n, k;
 };
 const GemvCase kGemvCases[] = {
-    {DType::kQ8_0, 1, 32},    {DType::kQ8_0, 7, 2048},   {DType::kQ8_0, 129, 4128},
-    {DType::kQ4_K, 1, 256},   {DType::kQ4_K, 7, 2048},   {DType::kQ4_K, 129, 4352},
-    {DType::kBF16, 1, 8},     {DType::kBF16, 7, 2048},   {DType::kBF16, 129, 100},  // k % 8 != 0: scalar path
-    {DType::kF16, 3, 2056},   {DType::kF16, 65, 37},
+    {DType::kQ8_0, 1, 32},     {DType::kQ8_0, 7, 2048},
+    {DType::kQ8_0, 129, 4128}, {DType::kQ4_K, 1, 256},
+    {DType::kQ4_K, 7, 2048},   {DType::kQ4_K, 129, 4352},
+    {DType::kBF16, 1, 8},      {DType::kBF16, 7, 2048},
+    {DType::kBF16, 129, 100},  // k % 8 != 0: scalar path
+    {DType::kF16, 3, 2056},    {DType::kF16, 65, 37},
 };
 
 // Runs without a GPU: the kernel's lane code, executed on the host, against to_f32.
@@ -472,8 +513,9 @@ TEST(CudaGemvLanes, HostRunOfTheLaneCodeMatchesCpu) {
       std::vector<float> y(size_t(m * c.n));
       cu::gemv_emulated(w.bytes.data(), c.t, x.data(), m, c.n, c.k, y.data());
       expect_matmul(y, x, w.f32, m, c.n, c.k, 1e-5,
-                    std::string("gemv lanes ") + std::string(dtype_name(c.t)) + " m " + std::to_string(m) + " n " +
-                        std::to_string(c.n) + " k " + std::to_string(c.k));
+                    std::string("gemv lanes ") + std::string(dtype_name(c.t)) + " m " +
+                        std::to_string(m) + " n " + std::to_string(c.n) + " k " +
+                        std::to_string(c.k));
     }
   }
 }
@@ -488,8 +530,9 @@ TEST_F(CudaKernels, GemvQuantizedAndHalfMatchCpu) {
       cu::DeviceBuffer dy(size_t(m * c.n) * sizeof(float));
       cu::gemv(dw.data(), c.t, dx.as<float>(), m, c.n, c.k, dy.as<float>(), stream());
       expect_matmul(download<float>(dy, size_t(m * c.n)), x, w.f32, m, c.n, c.k, 1e-5,
-                    std::string("gemv ") + std::string(dtype_name(c.t)) + " m " + std::to_string(m) + " n " +
-                        std::to_string(c.n) + " k " + std::to_string(c.k));
+                    std::string("gemv ") + std::string(dtype_name(c.t)) + " m " +
+                        std::to_string(m) + " n " + std::to_string(c.n) + " k " +
+                        std::to_string(c.k));
     }
   }
 }
@@ -502,7 +545,8 @@ TEST_F(CudaKernels, GemmBf16AndF16MatchCpu) {
       for (const auto& [n, k] : shapes) {
         const Weights w = make_weights(rng_, t, n, k);
         auto x = random_floats(rng_, size_t(m * k));
-        // The GEMM multiplies activations in the weights' dtype: the reference uses the same rounded values.
+        // The GEMM multiplies activations in the weights' dtype: the reference uses the same
+        // rounded values.
         std::vector<uint16_t> xh(x.size());
         for (size_t i = 0; i < x.size(); ++i) {
           xh[i] = t == DType::kBF16 ? f32_to_bf16(x[i]) : f32_to_f16(x[i]);
@@ -514,8 +558,9 @@ TEST_F(CudaKernels, GemmBf16AndF16MatchCpu) {
         // Inputs are exact in the product, so only float32 accumulation order differs
         // (tensor cores sum in their own order): a few ulps of Σ|x w|.
         expect_matmul(download<float>(dy, size_t(m * n)), x, w.f32, m, n, k, 3e-5,
-                      std::string("gemm ") + std::string(dtype_name(t)) + " m " + std::to_string(m) + " n " +
-                          std::to_string(n) + " k " + std::to_string(k));
+                      std::string("gemm ") + std::string(dtype_name(t)) + " m " +
+                          std::to_string(m) + " n " + std::to_string(n) + " k " +
+                          std::to_string(k));
       }
     }
   }

@@ -153,25 +153,30 @@ TEST(Placement, StartupWithoutAGpuPath) {
   const std::string what = "t.yaml: model 'm'";
   // cpu and gpu_layers 0 need nothing.
   EXPECT_FALSE(runtime::resolve_startup_placement(PlacementMode::kCpu, 0, no_device, what).on_gpu);
-  EXPECT_TRUE(runtime::resolve_startup_placement(PlacementMode::kLayers, 0, no_device, what).warning.empty());
+  EXPECT_TRUE(runtime::resolve_startup_placement(PlacementMode::kLayers, 0, no_device, what)
+                  .warning.empty());
   // auto falls back to the CPU and says why.
   const auto a = runtime::resolve_startup_placement(PlacementMode::kAuto, 0, no_device, what);
   EXPECT_FALSE(a.on_gpu);
   EXPECT_NE(a.warning.find("no CUDA device visible"), std::string::npos) << a.warning;
   // gpu and gpu_layers N > 0 are start-up errors naming the reason.
-  for (const auto& [mode, n] : {std::pair{PlacementMode::kGpu, 0}, std::pair{PlacementMode::kLayers, 3}}) {
+  for (const auto& [mode, n] :
+       {std::pair{PlacementMode::kGpu, 0}, std::pair{PlacementMode::kLayers, 3}}) {
     try {
       runtime::resolve_startup_placement(mode, n, no_device, what);
       FAIL() << "expected an error";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("t.yaml: model 'm'"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("no CUDA device visible"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("no CUDA device visible"), std::string::npos)
+          << e.what();
     }
   }
   // A device without the GPU forward pass is no better: the reason says so.
   runtime::GpuProbe device_only{true, "", false};
-  EXPECT_THROW(runtime::resolve_startup_placement(PlacementMode::kGpu, 0, device_only, what), Error);
-  EXPECT_NE(runtime::resolve_startup_placement(PlacementMode::kAuto, 0, device_only, what).warning.find("forward pass"),
+  EXPECT_THROW(runtime::resolve_startup_placement(PlacementMode::kGpu, 0, device_only, what),
+               Error);
+  EXPECT_NE(runtime::resolve_startup_placement(PlacementMode::kAuto, 0, device_only, what)
+                .warning.find("forward pass"),
             std::string::npos);
   // Only a device with the forward pass puts a model on the GPU.
   runtime::GpuProbe full{true, "", true};

@@ -42,8 +42,9 @@ __host__ __device__ __forceinline__ float lanes_total(float part) {
 // Attention of one query row and head over its sequence's keys first..pos, for
 // kLanes lanes starting at lane0 (lane l holds dims l, l + 32, ...).
 template <int kPerLane, int kLanes>
-__host__ __device__ void attend(const float* q, int64_t row, int32_t seq, int64_t pos, int h, int lane0,
-                                const PagedKv& kv, const AttentionShape& sh, float* out) {
+__host__ __device__ void attend(const float* q, int64_t row, int32_t seq, int64_t pos, int h,
+                                int lane0, const PagedKv& kv, const AttentionShape& sh,
+                                float* out) {
   const int kvh = h / (sh.n_heads / sh.n_kv_heads);
   const int64_t q_dim = int64_t(sh.n_heads) * sh.head_dim;
   const float* qh = q + row * q_dim + int64_t(h) * sh.head_dim;
@@ -61,8 +62,8 @@ __host__ __device__ void attend(const float* q, int64_t row, int32_t seq, int64_
   const int64_t first = sh.window > 0 && pos - sh.window + 1 > 0 ? pos - sh.window + 1 : 0;
   float m = -INFINITY, l = 0.0f;
   for (int64_t p = first; p <= pos; ++p) {
-    const int64_t off = int64_t(table[p / kv.block_size]) * kv.block_stride + (p % kv.block_size) * kv.row_stride +
-                        int64_t(kvh) * sh.head_dim;
+    const int64_t off = int64_t(table[p / kv.block_size]) * kv.block_stride +
+                        (p % kv.block_size) * kv.row_stride + int64_t(kvh) * sh.head_dim;
     const float* kr = kv.k_cache + off;
     float part = 0.0f;
     for (int L = 0; L < kLanes; ++L) {
@@ -100,8 +101,9 @@ __host__ __device__ void attend(const float* q, int64_t row, int32_t seq, int64_
 }
 
 template <int kPerLane, bool kDecode>
-__global__ void paged_attention_kernel(const float* q, const int32_t* seq_or_len, const int32_t* q_pos, PagedKv kv,
-                                       AttentionShape sh, float* out) {
+__global__ void paged_attention_kernel(const float* q, const int32_t* seq_or_len,
+                                       const int32_t* q_pos, PagedKv kv, AttentionShape sh,
+                                       float* out) {
   const int h = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
   if (h >= sh.n_heads) return;
   const int64_t row = blockIdx.y;
@@ -112,29 +114,35 @@ __global__ void paged_attention_kernel(const float* q, const int32_t* seq_or_len
 
 void check_args(const char* what, int64_t n_rows, const PagedKv& kv, const AttentionShape& sh) {
   require(sh.n_heads > 0 && sh.n_kv_heads > 0 && sh.n_heads % sh.n_kv_heads == 0, what,
-          "n_heads (" + std::to_string(sh.n_heads) + ") must be a positive multiple of n_kv_heads (" +
-              std::to_string(sh.n_kv_heads) + ")");
+          "n_heads (" + std::to_string(sh.n_heads) +
+              ") must be a positive multiple of n_kv_heads (" + std::to_string(sh.n_kv_heads) +
+              ")");
   require(sh.head_dim > 0 && sh.head_dim <= 256, what,
           "head_dim must be in 1..256, got " + std::to_string(sh.head_dim));
   require(sh.window >= 0 && sh.softcap >= 0.0f, what, "window and softcap must be >= 0");
-  require(kv.block_size > 0 && kv.max_blocks > 0 && kv.k_cache && kv.v_cache && kv.block_tables, what,
-          "incomplete PagedKv");
-  require(kv.row_stride >= int64_t(sh.n_kv_heads) * sh.head_dim, what, "row_stride smaller than kv_dim");
-  require(n_rows <= 65535, what, "at most 65535 query rows per launch, got " + std::to_string(n_rows));
+  require(kv.block_size > 0 && kv.max_blocks > 0 && kv.k_cache && kv.v_cache && kv.block_tables,
+          what, "incomplete PagedKv");
+  require(kv.row_stride >= int64_t(sh.n_kv_heads) * sh.head_dim, what,
+          "row_stride smaller than kv_dim");
+  require(n_rows <= 65535, what,
+          "at most 65535 query rows per launch, got " + std::to_string(n_rows));
 }
 
 template <bool kDecode>
-void launch(const float* q, int32_t n_rows, const int32_t* seq_or_len, const int32_t* q_pos, const PagedKv& kv,
-            const AttentionShape& sh, float* out, cudaStream_t stream) {
+void launch(const float* q, int32_t n_rows, const int32_t* seq_or_len, const int32_t* q_pos,
+            const PagedKv& kv, const AttentionShape& sh, float* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((sh.n_heads + kWarpsPerBlock - 1) / kWarpsPerBlock),
                   static_cast<unsigned>(n_rows));
   const dim3 block(32 * kWarpsPerBlock);
   if (sh.head_dim <= 64) {
-    paged_attention_kernel<2, kDecode><<<grid, block, 0, stream>>>(q, seq_or_len, q_pos, kv, sh, out);
+    paged_attention_kernel<2, kDecode>
+        <<<grid, block, 0, stream>>>(q, seq_or_len, q_pos, kv, sh, out);
   } else if (sh.head_dim <= 128) {
-    paged_attention_kernel<4, kDecode><<<grid, block, 0, stream>>>(q, seq_or_len, q_pos, kv, sh, out);
+    paged_attention_kernel<4, kDecode>
+        <<<grid, block, 0, stream>>>(q, seq_or_len, q_pos, kv, sh, out);
   } else {
-    paged_attention_kernel<8, kDecode><<<grid, block, 0, stream>>>(q, seq_or_len, q_pos, kv, sh, out);
+    paged_attention_kernel<8, kDecode>
+        <<<grid, block, 0, stream>>>(q, seq_or_len, q_pos, kv, sh, out);
   }
   TANDEM_CUDA_CHECK_LAUNCH("paged_attention_kernel");
 }
@@ -148,15 +156,16 @@ void attention_decode(const float* q, int32_t n_seqs, const int32_t* seq_lens, c
   launch<true>(q, n_seqs, seq_lens, nullptr, kv, shape, out, stream);
 }
 
-void attention_prefill(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos, const PagedKv& kv,
-                       const AttentionShape& shape, float* out, cudaStream_t stream) {
+void attention_prefill(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos,
+                       const PagedKv& kv, const AttentionShape& shape, float* out,
+                       cudaStream_t stream) {
   check_args("cuda::attention_prefill", n_rows, kv, shape);
   if (n_rows == 0) return;
   launch<false>(q, n_rows, q_seq, q_pos, kv, shape, out, stream);
 }
 
-void attention_emulated(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos, const PagedKv& kv,
-                        const AttentionShape& shape, float* out) {
+void attention_emulated(const float* q, int32_t n_rows, const int32_t* q_seq, const int32_t* q_pos,
+                        const PagedKv& kv, const AttentionShape& shape, float* out) {
   check_args("cuda::attention_emulated", n_rows, kv, shape);
   for (int32_t r = 0; r < n_rows; ++r) {
     for (int h = 0; h < shape.n_heads; ++h) {

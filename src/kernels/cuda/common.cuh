@@ -47,7 +47,8 @@ __host__ __device__ __forceinline__ float f16_bits_to_f32(uint16_t h) {
 // Grid size for n items at `per_block` per block, checked against the limit of gridDim.x.
 inline unsigned grid_for(int64_t n, int64_t per_block, const char* what) {
   const int64_t g = (n + per_block - 1) / per_block;
-  if (g > 0x7fffffff) throw Error(std::string(what) + ": " + std::to_string(n) + " items is too many for one launch");
+  if (g > 0x7fffffff)
+    throw Error(std::string(what) + ": " + std::to_string(n) + " items is too many for one launch");
   return static_cast<unsigned>(g);
 }
 

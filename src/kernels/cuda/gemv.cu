@@ -24,17 +24,19 @@ __host__ __device__ __forceinline__ float load_f16(const uint8_t* p) {
 }
 
 // Q8_0: each step covers 4 blocks; lane l takes 4 values (l % 8) * 4.. of block l / 8.
-__host__ __device__ void dot_q8_0(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void dot_q8_0(const uint8_t* wr, const float* x, int m, int64_t k, int lane,
+                                  float* acc) {
   const int64_t nb = k / 32;
   const int part = lane % 8;
   for (int64_t b = lane / 8; b < nb; b += 4) {
     const uint8_t* blk = wr + b * 34;
     const float d = load_f16(blk);
     float q[4];
-TANDEM_UNROLL
-    for (int t = 0; t < 4; ++t) q[t] = static_cast<float>(static_cast<int8_t>(blk[2 + part * 4 + t]));
+    TANDEM_UNROLL
+    for (int t = 0; t < 4; ++t)
+      q[t] = static_cast<float>(static_cast<int8_t>(blk[2 + part * 4 + t]));
     const int64_t e0 = b * 32 + part * 4;
-TANDEM_UNROLL
+    TANDEM_UNROLL
     for (int i = 0; i < kMaxM; ++i) {
       if (i < m) {
         const float* xi = x + i * k + e0;
@@ -57,7 +59,8 @@ __host__ __device__ __forceinline__ void scale_min_k4(int j, const uint8_t* s, i
 // Q4_K: one super-block per step; lane l reads nibble bytes 4l..4l+3 (one 32-bit
 // load, the 128 bytes of the block contiguous over the warp). They all belong to
 // group g = l / 8: low nibbles are sub-block 2g, high nibbles sub-block 2g + 1.
-__host__ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int64_t k, int lane,
+                                  float* acc) {
   const int64_t nb = k / 256;
   const int g = lane / 8;
   const int jj = (lane % 8) * 4;  // offset inside the 32-value sub-blocks
@@ -69,7 +72,7 @@ __host__ __device__ void dot_q4_k(const uint8_t* wr, const float* x, int m, int6
     scale_min_k4(2 * g + 1, blk + 4, sc_hi, mn_hi);
     const uint32_t qs = *reinterpret_cast<const uint32_t*>(blk + 16 + 4 * lane);
     float lo[4], hi[4];
-TANDEM_UNROLL
+    TANDEM_UNROLL
     for (int t = 0; t < 4; ++t) {
       lo[t] = static_cast<float>((qs >> (8 * t)) & 0x0F);
       hi[t] = static_cast<float>((qs >> (8 * t + 4)) & 0x0F);
@@ -77,13 +80,13 @@ TANDEM_UNROLL
     const float ds_lo = d * static_cast<float>(sc_lo), dm_lo = dmin * static_cast<float>(mn_lo);
     const float ds_hi = d * static_cast<float>(sc_hi), dm_hi = dmin * static_cast<float>(mn_hi);
     const int64_t e_lo = b * 256 + 64 * g + jj, e_hi = e_lo + 32;
-TANDEM_UNROLL
+    TANDEM_UNROLL
     for (int i = 0; i < kMaxM; ++i) {
       if (i < m) {
         const float* xl = x + i * k + e_lo;
         const float* xh = x + i * k + e_hi;
         float dot_lo = 0.0f, sum_lo = 0.0f, dot_hi = 0.0f, sum_hi = 0.0f;
-TANDEM_UNROLL
+        TANDEM_UNROLL
         for (int t = 0; t < 4; ++t) {
           dot_lo += lo[t] * xl[t];
           sum_lo += xl[t];
@@ -103,24 +106,25 @@ __host__ __device__ __forceinline__ float half_bits(uint16_t h) {
 }
 
 template <bool kBf16>
-__host__ __device__ void dot_16bit(const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void dot_16bit(const uint8_t* wr, const float* x, int m, int64_t k, int lane,
+                                   float* acc) {
   const uint16_t* w = reinterpret_cast<const uint16_t*>(wr);
   if (k % 8 == 0) {
     for (int64_t e = int64_t(lane) * 8; e < k; e += 256) {
       const uint4 raw = *reinterpret_cast<const uint4*>(w + e);
       const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
       float v[8];
-TANDEM_UNROLL
+      TANDEM_UNROLL
       for (int t = 0; t < 4; ++t) {
         v[2 * t] = half_bits<kBf16>(static_cast<uint16_t>(words[t] & 0xFFFF));
         v[2 * t + 1] = half_bits<kBf16>(static_cast<uint16_t>(words[t] >> 16));
       }
-TANDEM_UNROLL
+      TANDEM_UNROLL
       for (int i = 0; i < kMaxM; ++i) {
         if (i < m) {
           const float* xi = x + i * k + e;
           float s = 0.0f;
-TANDEM_UNROLL
+          TANDEM_UNROLL
           for (int t = 0; t < 8; ++t) s += v[t] * xi[t];
           acc[i] += s;
         }
@@ -129,7 +133,7 @@ TANDEM_UNROLL
   } else {
     for (int64_t e = lane; e < k; e += 32) {
       const float v = half_bits<kBf16>(w[e]);
-TANDEM_UNROLL
+      TANDEM_UNROLL
       for (int i = 0; i < kMaxM; ++i) {
         if (i < m) acc[i] += v * x[i * k + e];
       }
@@ -138,7 +142,8 @@ TANDEM_UNROLL
 }
 
 // One lane's partial sums for weight row wr against the m rows of x.
-__host__ __device__ void lane_dot(DType t, const uint8_t* wr, const float* x, int m, int64_t k, int lane, float* acc) {
+__host__ __device__ void lane_dot(DType t, const uint8_t* wr, const float* x, int m, int64_t k,
+                                  int lane, float* acc) {
   if (t == DType::kQ8_0) {
     dot_q8_0(wr, x, m, k, lane, acc);
   } else if (t == DType::kQ4_K) {
@@ -151,8 +156,8 @@ __host__ __device__ void lane_dot(DType t, const uint8_t* wr, const float* x, in
 }
 
 template <DType kType>
-__global__ void gemv_kernel(const uint8_t* w, size_t row_bytes, const float* x, int m, int64_t n, int64_t k,
-                            float* y) {
+__global__ void gemv_kernel(const uint8_t* w, size_t row_bytes, const float* x, int m, int64_t n,
+                            int64_t k, float* y) {
   const int lane = threadIdx.x % 32;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= n) return;
@@ -165,7 +170,7 @@ __global__ void gemv_kernel(const uint8_t* w, size_t row_bytes, const float* x, 
   } else {
     dot_16bit<kType == DType::kBF16>(wr, x, m, k, lane, acc);
   }
-TANDEM_UNROLL
+  TANDEM_UNROLL
   for (int i = 0; i < kMaxM; ++i) {
     if (i < m) {
       const float s = warp_sum(acc[i]);
@@ -175,21 +180,26 @@ TANDEM_UNROLL
 }
 
 void check_gemv_args(const char* what, const void* w, DType wtype, int64_t m, int64_t k) {
-  require(wtype == DType::kBF16 || wtype == DType::kF16 || wtype == DType::kQ8_0 || wtype == DType::kQ4_K, what,
-          "weights must be BF16, F16, Q8_0 or Q4_K, got " + std::string(dtype_name(wtype)));
-  require(m >= 0 && m <= kGemvMaxM, what, "m must be in 0.." + std::to_string(kGemvMaxM) + ", got " + std::to_string(m));
+  require(wtype == DType::kBF16 || wtype == DType::kF16 || wtype == DType::kQ8_0 ||
+              wtype == DType::kQ4_K,
+          what, "weights must be BF16, F16, Q8_0 or Q4_K, got " + std::string(dtype_name(wtype)));
+  require(m >= 0 && m <= kGemvMaxM, what,
+          "m must be in 0.." + std::to_string(kGemvMaxM) + ", got " + std::to_string(m));
   require(k % dtype_block(wtype) == 0, what,
-          "k (" + std::to_string(k) + ") is not a whole number of " + std::string(dtype_name(wtype)) + " blocks");
+          "k (" + std::to_string(k) + ") is not a whole number of " +
+              std::string(dtype_name(wtype)) + " blocks");
   // The vector loads need aligned rows: 16 bytes for 16-bit weights with k % 8 == 0,
   // 4 bytes for Q4_K's nibbles (144-byte blocks keep that alignment row to row).
   const auto addr = reinterpret_cast<uintptr_t>(w);
-  if ((wtype == DType::kBF16 || wtype == DType::kF16) && k % 8 == 0) require(addr % 16 == 0, what, "w not 16-byte aligned");
+  if ((wtype == DType::kBF16 || wtype == DType::kF16) && k % 8 == 0)
+    require(addr % 16 == 0, what, "w not 16-byte aligned");
   if (wtype == DType::kQ4_K) require(addr % 4 == 0, what, "w not 4-byte aligned");
 }
 
 }  // namespace
 
-void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y, cudaStream_t stream) {
+void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y,
+          cudaStream_t stream) {
   const char* what = "cuda::gemv";
   check_gemv_args(what, w, wtype, m, k);
   const size_t row_bytes = dtype_row_bytes(wtype, k);
@@ -198,22 +208,36 @@ void gemv(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int6
   const auto* wb = static_cast<const uint8_t*>(w);
   const int mi = static_cast<int>(m);
   switch (wtype) {
-    case DType::kQ8_0: gemv_kernel<DType::kQ8_0><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y); break;
-    case DType::kQ4_K: gemv_kernel<DType::kQ4_K><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y); break;
-    case DType::kBF16: gemv_kernel<DType::kBF16><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y); break;
-    default: gemv_kernel<DType::kF16><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y); break;
+    case DType::kQ8_0:
+      gemv_kernel<DType::kQ8_0>
+          <<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y);
+      break;
+    case DType::kQ4_K:
+      gemv_kernel<DType::kQ4_K>
+          <<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y);
+      break;
+    case DType::kBF16:
+      gemv_kernel<DType::kBF16>
+          <<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y);
+      break;
+    default:
+      gemv_kernel<DType::kF16>
+          <<<grid, 32 * kWarpsPerBlock, 0, stream>>>(wb, row_bytes, x, mi, n, k, y);
+      break;
   }
   TANDEM_CUDA_CHECK_LAUNCH("gemv_kernel");
 }
 
-void gemv_emulated(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k, float* y) {
+void gemv_emulated(const void* w, DType wtype, const float* x, int64_t m, int64_t n, int64_t k,
+                   float* y) {
   check_gemv_args("cuda::gemv_emulated", w, wtype, m, k);
   const size_t row_bytes = dtype_row_bytes(wtype, k);
   for (int64_t row = 0; row < n; ++row) {
     float sum[kMaxM] = {};
     for (int lane = 0; lane < 32; ++lane) {
       float acc[kMaxM] = {};
-      lane_dot(wtype, static_cast<const uint8_t*>(w) + row * row_bytes, x, static_cast<int>(m), k, lane, acc);
+      lane_dot(wtype, static_cast<const uint8_t*>(w) + row * row_bytes, x, static_cast<int>(m), k,
+               lane, acc);
       for (int i = 0; i < kMaxM; ++i) sum[i] += acc[i];
     }
     for (int64_t i = 0; i < m; ++i) y[i * n + row] = sum[i];

@@ -14,13 +14,14 @@ namespace {
 constexpr int kThreads = 256;
 
 template <bool kBf16>
-__global__ void embedding_kernel(const void* table, int64_t vocab, int64_t hidden, const int32_t* ids, float scale,
-                                 float* out) {
+__global__ void embedding_kernel(const void* table, int64_t vocab, int64_t hidden,
+                                 const int32_t* ids, float scale, float* out) {
   const int64_t row = blockIdx.y;
   const int32_t id = ids[row];
   float* o = out + row * hidden;
   const bool valid = id >= 0 && id < vocab;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < hidden; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < hidden;
+       i += int64_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
     if (valid) {
       if constexpr (kBf16) {
@@ -33,7 +34,8 @@ __global__ void embedding_kernel(const void* table, int64_t vocab, int64_t hidde
   }
 }
 
-__global__ void rmsnorm_kernel(const float* x, const float* w, float offset, int64_t n, float eps, float* y) {
+__global__ void rmsnorm_kernel(const float* x, const float* w, float offset, int64_t n, float eps,
+                               float* y) {
   const float* xr = x + blockIdx.x * n;
   float* yr = y + blockIdx.x * n;
   float ss = 0.0f;
@@ -50,13 +52,15 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, float offset, int
   __syncthreads();
   // 1/sqrt in double like the CPU reference, which sums in double: the rounding of
   // the scale then matches to the last bit far more often than rsqrtf would.
-  const float inv = static_cast<float>(1.0 / sqrt(static_cast<double>(partial[0]) / static_cast<double>(n) + eps));
+  const float inv = static_cast<float>(
+      1.0 / sqrt(static_cast<double>(partial[0]) / static_cast<double>(n) + eps));
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = (xr[i] * inv) * (w[i] + offset);
 }
 
 template <RopeStyle kStyle>
-__global__ void rope_kernel(float* x, int64_t row_stride, int64_t n_heads, int64_t head_dim, int64_t half,
-                            const int32_t* pos, const float* inv_freq, float scaling) {
+__global__ void rope_kernel(float* x, int64_t row_stride, int64_t n_heads, int64_t head_dim,
+                            int64_t half, const int32_t* pos, const float* inv_freq,
+                            float scaling) {
   const int64_t t = blockIdx.y;
   const float fp = static_cast<float>(pos[t]);
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n_heads * half;
@@ -75,7 +79,8 @@ __global__ void rope_kernel(float* x, int64_t row_stride, int64_t n_heads, int64
 }
 
 __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, float* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
   }
@@ -83,7 +88,8 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, f
 
 __global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, int64_t n, float* out) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
     const float t = tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g));
     out[i] = 0.5f * g * (1.0f + t) * up[i];
@@ -91,7 +97,8 @@ __global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, int64_t
 }
 
 __global__ void process_logits_kernel(float* x, int64_t n, float softcap, float temperature) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     float v = x[i];
     if (softcap > 0.0f) v = tanhf(v / softcap) * softcap;
     if (temperature > 0.0f) v /= temperature;  // a division, as the CPU sampler does
@@ -101,7 +108,8 @@ __global__ void process_logits_kernel(float* x, int64_t n, float softcap, float 
 
 template <bool kBf16>
 __global__ void convert_kernel(const float* x, int64_t n, void* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     if constexpr (kBf16) {
       static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(x[i]);
     } else {
@@ -118,8 +126,8 @@ unsigned elementwise_grid(int64_t n) {
 
 }  // namespace
 
-void embedding(const void* table, DType table_type, int64_t vocab, int64_t hidden, const int32_t* ids, int64_t n,
-               float scale, float* out, cudaStream_t stream) {
+void embedding(const void* table, DType table_type, int64_t vocab, int64_t hidden,
+               const int32_t* ids, int64_t n, float scale, float* out, cudaStream_t stream) {
   require(table_type == DType::kF32 || table_type == DType::kBF16, "cuda::embedding",
           "table must be F32 or BF16, got " + std::string(dtype_name(table_type)));
   require(n <= 65535, "cuda::embedding", "at most 65535 ids per launch, got " + std::to_string(n));
@@ -134,30 +142,33 @@ void embedding(const void* table, DType table_type, int64_t vocab, int64_t hidde
   TANDEM_CUDA_CHECK_LAUNCH("embedding_kernel");
 }
 
-void rmsnorm(const float* x, const float* w, float offset, int64_t rows, int64_t n, float eps, float* y,
-             cudaStream_t stream) {
+void rmsnorm(const float* x, const float* w, float offset, int64_t rows, int64_t n, float eps,
+             float* y, cudaStream_t stream) {
   require(rows <= 0x7fffffff, "cuda::rmsnorm", "too many rows");
   if (rows == 0) return;
   rmsnorm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, w, offset, n, eps, y);
   TANDEM_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
 }
 
-void rope(float* x, int64_t n_tokens, int64_t row_stride, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
-          const int32_t* pos, const float* inv_freq, float scaling, RopeStyle style, cudaStream_t stream) {
+void rope(float* x, int64_t n_tokens, int64_t row_stride, int64_t n_heads, int64_t head_dim,
+          int64_t rot_dim, const int32_t* pos, const float* inv_freq, float scaling,
+          RopeStyle style, cudaStream_t stream) {
   require(rot_dim % 2 == 0 && rot_dim <= head_dim, "cuda::rope",
           "rot_dim must be even and <= head_dim, got " + std::to_string(rot_dim));
-  require(row_stride >= n_heads * head_dim, "cuda::rope", "row_stride smaller than n_heads * head_dim");
+  require(row_stride >= n_heads * head_dim, "cuda::rope",
+          "row_stride smaller than n_heads * head_dim");
   require(n_tokens <= 65535, "cuda::rope", "at most 65535 tokens per launch");
   const int64_t half = rot_dim / 2;
   if (n_tokens == 0 || half == 0) return;
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((n_heads * half + kThreads - 1) / kThreads, 64)),
-                  static_cast<unsigned>(n_tokens));
+  const dim3 grid(
+      static_cast<unsigned>(std::min<int64_t>((n_heads * half + kThreads - 1) / kThreads, 64)),
+      static_cast<unsigned>(n_tokens));
   if (style == RopeStyle::kHalf) {
-    rope_kernel<RopeStyle::kHalf><<<grid, kThreads, 0, stream>>>(x, row_stride, n_heads, head_dim, half, pos,
-                                                                 inv_freq, scaling);
+    rope_kernel<RopeStyle::kHalf><<<grid, kThreads, 0, stream>>>(x, row_stride, n_heads, head_dim,
+                                                                 half, pos, inv_freq, scaling);
   } else {
-    rope_kernel<RopeStyle::kInterleaved><<<grid, kThreads, 0, stream>>>(x, row_stride, n_heads, head_dim, half, pos,
-                                                                        inv_freq, scaling);
+    rope_kernel<RopeStyle::kInterleaved><<<grid, kThreads, 0, stream>>>(
+        x, row_stride, n_heads, head_dim, half, pos, inv_freq, scaling);
   }
   TANDEM_CUDA_CHECK_LAUNCH("rope_kernel");
 }
