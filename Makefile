@@ -6,7 +6,7 @@ BUILD ?= build
 SHARED ?= $(abspath ../shared)
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build test test-asan e2e-deps fuzz fuzz-smoke demo bench bench-serve bench-scenario format clean
+.PHONY: all deps build test test-asan e2e-deps fuzz fuzz-smoke demo bench bench-serve bench-scenario gpu-check format clean
 
 all: build
 
@@ -79,8 +79,13 @@ bench-scenario: build
 	@$(BUILD)/bench/bench_scenario $(SCENARIO) --tandem $(BUILD)/tandem --compare \
 	  --json $(BUILD)/bench_scenario.json
 
+# On a machine with an NVIDIA GPU: build the CUDA backend, run its kernel tests (a skip
+# fails the check) and print the kernel benchmark table. No package installs.
+gpu-check:
+	@SHARED=$(SHARED) scripts/gpu-check.sh
+
 format:
 	@clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h' 'bench/*.cpp' 'fuzz/*.cpp')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-gpu

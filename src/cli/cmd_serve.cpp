@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "engine/engine.h"
 #include "pipeline/config.h"
+#include "runtime/placement.h"
 #include "server/server.h"
 
 namespace tandem::cli {
@@ -97,16 +98,28 @@ int serve(const ServeArgs& a) {
     log::info("serve: loaded model '" + ms.name + "' from " + ms.path.string());
   }
   if (cfg) {
+    // Honest about the GPU: the CUDA kernels may be built and a device present, but
+    // Model::forward has no GPU path yet, so nothing is placed there. Every model is
+    // checked before any is loaded, and the CUDA runtime is only touched when a model
+    // asks for more than the CPU.
+    std::optional<runtime::GpuProbe> gpu;
+    for (const auto& mc : cfg->models) {
+      const runtime::PlacementMode mode = mc.placement == pipeline::Placement::kGpu    ? runtime::PlacementMode::kGpu
+                                          : mc.placement == pipeline::Placement::kAuto ? runtime::PlacementMode::kAuto
+                                          : mc.placement == pipeline::Placement::kLayers
+                                              ? runtime::PlacementMode::kLayers
+                                              : runtime::PlacementMode::kCpu;
+      if (mode == runtime::PlacementMode::kCpu) continue;
+      if (!gpu) gpu = runtime::probe_gpu();
+      const runtime::StartupPlacement sp =
+          runtime::resolve_startup_placement(mode, mc.gpu_layers, *gpu, a.config + ": model '" + mc.name + "'");
+      if (!sp.warning.empty()) log::warn(sp.warning);
+    }
     for (const auto& mc : cfg->models) {
       server::ModelSpec ms;
       ms.name = mc.name;
       ms.path = mc.path;
       apply_quantize_flag(mc.quantize, ms.load);
-      if (mc.placement == pipeline::Placement::kGpu || mc.placement == pipeline::Placement::kLayers) {
-        throw Error(a.config + ": model '" + mc.name +
-                    "': placement on a GPU needs the CUDA backend, which this build does not have; "
-                    "use placement: cpu or auto");
-      }
       engine::EngineOptions meo = eo;
       if (mc.max_context > 0) meo.scheduler.max_context = mc.max_context;
       srv.add_model(ms, meo);

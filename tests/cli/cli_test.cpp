@@ -2,6 +2,8 @@
 // one-line errors and a non-zero exit on bad input.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "test_util.h"
 
 namespace tandem {
@@ -91,6 +93,22 @@ TEST(Cli, BadInputGivesOneLineErrorAndNonZeroExit) {
     EXPECT_EQ(count_lines(r.err), 1) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << "\n" << r.err;
+  }
+}
+
+// The CUDA kernels may be built, but no model runs on a GPU yet: a config that pins
+// one is refused at start-up with the reason, before anything binds a port.
+TEST(Cli, ServeRefusesGpuPlacementItCannotRun) {
+  testing::TempDir tmp;
+  for (const char* placement : {"gpu", "{gpu_layers: 2}"}) {
+    const auto cfg = tmp / "tandem.yaml";
+    std::ofstream(cfg) << "models:\n  - name: demo\n    path: " << demo() << "\n    placement: " << placement
+                       << "\npipelines:\n  - name: p\n    model: demo\n    steps:\n      - {name: t, type: generate}\n";
+    auto r = run_command(tandem() + " serve --config " + cfg.string());
+    EXPECT_NE(r.status, 0) << placement;
+    EXPECT_NE(r.err.find("model 'demo': placement"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("cannot be met"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("use placement: cpu or auto"), std::string::npos) << r.err;
   }
 }
 
