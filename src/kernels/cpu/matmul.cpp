@@ -47,13 +47,10 @@ void Bf16Acts::resize(int64_t rows, int64_t cols) {
 
 namespace {
 
-// Fewest activation rows that take the bf16 dot-product kernel (decode stays
-// on the AVX2 path, see matmul_avx512.cpp).
-constexpr int64_t kBf16MinRows = 1;
-
 // BF16 weights on AVX512_BF16: x is split into bf16 halves once per call (on
 // the caller's thread-local buffer, as qmatmul_with does), then the weight rows
-// are shared out as usual.
+// are shared out as usual. Decode (m = 1) takes it too: it streams the weights
+// at least as fast as the AVX2 path (docs/architecture.md).
 void matmul_bf16_avx512(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
                         ThreadPool& pool) {
   thread_local Bf16Acts tls_acts;
@@ -110,7 +107,7 @@ void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView
   }
   TANDEM_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16,
                "matmul weight dtype must be F32, BF16, F16 or block-quantized");
-  if (w.dtype == DType::kBF16 && isa == Isa::kAvx512 && cpu_has_avx512_bf16() && m >= kBf16MinRows) {
+  if (w.dtype == DType::kBF16 && isa == Isa::kAvx512 && cpu_has_avx512_bf16()) {
     matmul_bf16_avx512(x, m, k, w, y, ldy, pool);
     return;
   }
