@@ -91,10 +91,11 @@ TEST(MatmulBf16Avx512, EqualScalarReference) {
   std::mt19937 rng(77);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   ThreadPool pool(2);
-  // Odd row counts (tile remainders 1-3, more than one 64-row block at k = 2048),
-  // weight counts that are not multiples of the 4-row tile, k not a multiple of 32.
+  // Odd row counts (a 2-row tile remainder; more than one 64-row block at k = 2048),
+  // weight counts that are not multiples of the 5-row tile, k not a multiple of 32,
+  // k over several 2048-wide spans, and k = 0 (all zeros).
   const int64_t shapes[][3] = {{1, 1, 1},    {1, 7, 31},   {3, 5, 32},    {5, 9, 33},    {17, 66, 100},
-                               {71, 33, 257}, {1, 130, 2048}, {130, 6, 2048}, {64, 4, 4096}, {2, 3, 8200}};
+                               {71, 33, 257}, {1, 130, 2048}, {130, 6, 2048}, {64, 4, 4096}, {2, 3, 8200}, {3, 5, 0}};
   double worst = 0;
   for (const auto& s : shapes) {
     const int64_t m = s[0], n = s[1], k = s[2], ldy = n + 3;
@@ -110,7 +111,7 @@ TEST(MatmulBf16Avx512, EqualScalarReference) {
         double mag = 0;
         for (int64_t j = 0; j < k; ++j) mag += std::abs(double(x[size_t(i * k + j)]) * wf[size_t(r * k + j)]);
         const size_t at = size_t(i * ldy + r);
-        worst = std::max(worst, std::abs(double(got[at]) - ref[at]) / mag);
+        if (mag > 0) worst = std::max(worst, std::abs(double(got[at]) - ref[at]) / mag);
         EXPECT_NEAR(got[at], ref[at], 1e-5 * mag) << m << "x" << n << "x" << k << " at " << i << "," << r;
       }
       for (int64_t r = n; r < ldy; ++r) EXPECT_EQ(got[size_t(i * ldy + r)], -7.0f) << "wrote past row " << i;

@@ -35,7 +35,7 @@ namespace {
 // times from registers. Adding lo into the hi accumulators instead chains two
 // vdpbf16ps per accumulator and iteration, and ran at ~2/3 the speed. Measured
 // with bench_matmul, 1 thread, m = 128 (noisy shared machine, best of 3):
-// 2x4 73, 2x5 78, 2x6 ~80, 3x3 40 (spills) GMAC/s at k = 2048; at k = 8192
+// 2x4 73, 2x5 78, 2x6 ~80, 3x3 40 GMAC/s at k = 2048; at k = 8192
 // 2x4 48, 2x5 56, 2x6 53.
 constexpr int kMR = 2;
 constexpr int kNR = 5;
@@ -138,11 +138,12 @@ inline void column_tail(const Bf16Acts& xa, int64_t i0, int64_t i1, const uint16
 template <int MR, int NR>
 void rows(const Bf16Acts& xa, const uint16_t* w, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const int64_t k = xa.k;
-  const int64_t row_bytes = std::min(xa.kp, kKSpan) * int64_t{4};
+  const int64_t row_bytes = std::max<int64_t>(32, std::min(xa.kp, kKSpan)) * int64_t{4};  // k = 0 too
   const int64_t block = std::max<int64_t>(MR, kXBlockBytes / row_bytes / MR * MR);
   for (int64_t i0 = 0; i0 < xa.m; i0 += block) {
     const int64_t i1 = std::min(xa.m, i0 + block);
-    for (int64_t j0 = 0; j0 < k; j0 += kKSpan) {
+    // At least one span, so that k = 0 still writes zeros.
+    for (int64_t j0 = 0; j0 == 0 || j0 < k; j0 += kKSpan) {
       const Span s{j0, std::min(k, j0 + kKSpan), j0 > 0};
       int64_t r = r0;
       for (; r + NR <= r1; r += NR) column<MR, NR>(xa, i0, i1, w + r * k, s, y + r, ldy);
