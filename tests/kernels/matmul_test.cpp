@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
 
 #include "test_util.h"
@@ -77,6 +78,46 @@ TEST_P(MatmulBackends, ScalarMatchesDoublePrecision) {
       EXPECT_NEAR(y[size_t(i * n + r)], acc, 1e-4);
     }
   }
+}
+
+// BF16 weights at the avx512 level take the vdpbf16ps kernel (matmul_avx512.cpp),
+// whose activations are x = hi + lo in bf16: |x - hi - lo| <= 2^-18 |x| (3.8e-6)
+// per product, plus float32 accumulation in a different order than the
+// reference's (a few 2^-24 per term on random data). So the difference to the
+// scalar reference is bounded by 1e-5 of sum |x_j w_j| (seen: 2.1e-6, at k = 1);
+// rounding x to bf16 alone gives 2.1e-3 here, which the bound rejects.
+TEST(MatmulBf16Avx512, EqualScalarReference) {
+  if (!kernels::cpu_has_avx512_bf16()) GTEST_SKIP() << "CPU has no AVX512_BF16: the bf16 dot-product kernel never runs";
+  std::mt19937 rng(77);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  // Odd row counts (a 2-row tile remainder; more than one 64-row block at k = 2048),
+  // weight counts that are not multiples of the 5-row tile, k not a multiple of 32,
+  // k over several 2048-wide spans, and k = 0 (all zeros).
+  const int64_t shapes[][3] = {{1, 1, 1},    {1, 7, 31},   {3, 5, 32},    {5, 9, 33},    {17, 66, 100},
+                               {71, 33, 257}, {1, 130, 2048}, {130, 6, 2048}, {64, 4, 4096}, {2, 3, 8200}, {3, 5, 0}};
+  double worst = 0;
+  for (const auto& s : shapes) {
+    const int64_t m = s[0], n = s[1], k = s[2], ldy = n + 3;
+    Weights w = make_weights(DType::kBF16, n, k, rng);
+    std::vector<float> x(static_cast<size_t>(m * k)), wf(static_cast<size_t>(n * k));
+    for (float& v : x) v = nd(rng);
+    kernels::to_f32(w.view.data, w.view.dtype, n * k, wf.data());
+    std::vector<float> ref(static_cast<size_t>(m * ldy)), got(static_cast<size_t>(m * ldy), -7.0f);
+    kernels::matmul_with(kernels::Isa::kScalar, x.data(), m, k, w.view, ref.data(), ldy, pool);
+    kernels::matmul_with(kernels::Isa::kAvx512, x.data(), m, k, w.view, got.data(), ldy, pool);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t r = 0; r < n; ++r) {
+        double mag = 0;
+        for (int64_t j = 0; j < k; ++j) mag += std::abs(double(x[size_t(i * k + j)]) * wf[size_t(r * k + j)]);
+        const size_t at = size_t(i * ldy + r);
+        if (mag > 0) worst = std::max(worst, std::abs(double(got[at]) - ref[at]) / mag);
+        EXPECT_NEAR(got[at], ref[at], 1e-5 * mag) << m << "x" << n << "x" << k << " at " << i << "," << r;
+      }
+      for (int64_t r = n; r < ldy; ++r) EXPECT_EQ(got[size_t(i * ldy + r)], -7.0f) << "wrote past row " << i;
+    }
+  }
+  std::printf("worst |got - ref| / sum|x w| = %.3g\n", worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulBackends, ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),

@@ -34,6 +34,18 @@ Isa detect() {
   return Isa::kScalar;
 }
 
+bool detect_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (detect() != Isa::kAvx512) return false;
+  // CPUID leaf 7, subleaf 1, EAX bit 5. Leaf 7's subleaf count is EAX of subleaf 0.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return (a & (1u << 5)) != 0;
+#endif
+  return false;
+}
+
 Isa choose() {
   Isa best = detect();
   const char* forced = std::getenv("TANDEM_FORCE_ISA");
@@ -69,6 +81,13 @@ Isa active_isa() {
   static const Isa isa = choose();
   return isa;
 }
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = detect_avx512_bf16();
+  return has;
+}
+
+bool has_avx512_bf16() { return active_isa() == Isa::kAvx512 && cpu_has_avx512_bf16(); }
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {

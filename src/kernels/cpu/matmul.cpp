@@ -36,7 +36,36 @@ void to_f32(const void* src, DType type, int64_t n, float* dst) {
   }
 }
 
+void Bf16Acts::resize(int64_t rows, int64_t cols) {
+  m = rows;
+  k = cols;
+  kp = (cols + 31) / 32 * 32;
+  const auto n = static_cast<size_t>(rows * kp);
+  if (n > cap_) {
+    hi.resize(n);
+    lo.resize(n);
+    cap_ = n;
+  }
+}
+
 namespace {
+
+// BF16 weights on AVX512_BF16: x is split into bf16 halves once per call (on
+// the caller's thread-local buffer, as qmatmul_with does), then the weight rows
+// are shared out as usual. Decode (m = 1) takes it too: it streams the weights
+// at least as fast as the AVX2 path (docs/architecture.md).
+void matmul_bf16_avx512(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
+                        ThreadPool& pool) {
+  thread_local Bf16Acts tls_acts;
+  Bf16Acts& xa = tls_acts;
+  xa.resize(m, k);
+  pool.parallel_for(
+      m, [&](int64_t i0, int64_t i1) { bf16_acts_avx512(x, i0, i1, xa); },
+      std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, k)));
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
+  pool.parallel_for(
+      w.dim(0), [&](int64_t r0, int64_t r1) { matmul_rows_bf16_avx512(xa, w.data, r0, r1, y, ldy); }, grain);
+}
 
 void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
                   ThreadPool& pool) {
@@ -108,7 +137,11 @@ void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView
   }
   TANDEM_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16,
                "matmul weight dtype must be F32, BF16, F16 or block-quantized");
-  // The AVX-512 level adds nothing to the float kernels (kernels/cpu/isa.h).
+  if (w.dtype == DType::kBF16 && isa == Isa::kAvx512 && cpu_has_avx512_bf16()) {
+    matmul_bf16_avx512(x, m, k, w, y, ldy, pool);
+    return;
+  }
+  // Otherwise the AVX-512 level adds nothing to the float kernels (kernels/cpu/isa.h).
   MatmulRowsFn fn = isa == Isa::kScalar ? matmul_rows_scalar : matmul_rows_avx2;
   // Tasks of at least ~64K multiply-adds amortize the scheduling; the pool
   // splits larger matrices into a few ranges per thread.

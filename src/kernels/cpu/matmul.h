@@ -4,12 +4,14 @@
 //
 // Front end (matmul.cpp) checks shapes and dtypes, splits the n output rows
 // over the thread pool and calls the backend of the active ISA
-// (matmul_scalar.cpp, matmul_avx2.cpp). The scalar backend is the reference the
-// others are tested against.
+// (matmul_scalar.cpp, matmul_avx2.cpp; matmul_avx512.cpp for BF16 weights on
+// CPUs with AVX512_BF16). The scalar backend is the reference the others are
+// tested against.
 #pragma once
 
 #include <cstdint>
 
+#include "base/aligned_buffer.h"
 #include "base/thread_pool.h"
 #include "kernels/cpu/isa.h"
 #include "tensor/tensor.h"
@@ -30,6 +32,23 @@ void matmul_rows_scalar(const float* x, int64_t m, int64_t k, const void* w, DTy
                         float* y, int64_t ldy);
 void matmul_rows_avx2(const float* x, int64_t m, int64_t k, const void* w, DType wtype, int64_t r0, int64_t r1,
                       float* y, int64_t ldy);
+
+// Activations for the AVX512_BF16 kernel (bf16 weights): each row of x split
+// into hi = bf16(x) and lo = bf16(x - hi), so hi + lo carries ~16 of x's 24
+// mantissa bits (why both: matmul_avx512.cpp). Rows are zero-padded to kp, a
+// multiple of 32, so the kernel reads whole vectors.
+struct Bf16Acts {
+  int64_t m = 0, k = 0, kp = 0;
+  AlignedBuffer<uint16_t> hi, lo;  // [m, kp]
+  // Keeps the allocation when big enough.
+  void resize(int64_t rows, int64_t cols);
+ private:
+  size_t cap_ = 0;
+};
+// Rows [i0, i1) of x (row stride k) into xa.
+void bf16_acts_avx512(const float* x, int64_t i0, int64_t i1, Bf16Acts& xa);
+// Rows [r0, r1) of the BF16 weight w [n, k] against all rows of xa.
+void matmul_rows_bf16_avx512(const Bf16Acts& xa, const void* w, int64_t r0, int64_t r1, float* y, int64_t ldy);
 
 // Converts n elements of a weight row (any weight dtype) to float32.
 void to_f32(const void* src, DType type, int64_t n, float* dst);
