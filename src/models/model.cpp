@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -153,7 +154,8 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
   // only looked up by rows; linear layers and the head (tied or not) are what
   // the matmul kernels stream.
   const bool ours = want != stored || !opts.use_mmap || !ckpt_;
-  if (opts.repack && ours && role != WeightRole::kEmbedding && kernels::active_isa() == kernels::Isa::kAvx512 &&
+  static const bool env_off = std::getenv("TANDEM_NO_REPACK") != nullptr;  // A/B measurements
+  if (opts.repack && !env_off && ours && role != WeightRole::kEmbedding && kernels::active_isa() == kernels::Isa::kAvx512 &&
       kernels::can_pack(t.dtype, rows, k)) {
     TensorView p = t;
     p.dtype = kernels::packed_type(t.dtype);
