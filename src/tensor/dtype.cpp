@@ -22,6 +22,8 @@ size_t dtype_size(DType t) {
     case DType::kQ6_K: return 210;
     case DType::kQ8_0x16: return 34;
     case DType::kQ4_Kx16: return 148;
+    case DType::kQ4_0x16: return 18;
+    case DType::kQ5_0x16: return 22;
   }
   return 0;
 }
@@ -30,6 +32,8 @@ int64_t dtype_block(DType t) {
   switch (t) {
     case DType::kQ8_0:
     case DType::kQ8_0x16:
+    case DType::kQ4_0x16:
+    case DType::kQ5_0x16:
     case DType::kQ4_0:
     case DType::kQ5_0: return 32;
     case DType::kQ4_K:
@@ -45,6 +49,8 @@ DType dtype_unpacked(DType t) {
   switch (t) {
     case DType::kQ8_0x16: return DType::kQ8_0;
     case DType::kQ4_Kx16: return DType::kQ4_K;
+    case DType::kQ4_0x16: return DType::kQ4_0;
+    case DType::kQ5_0x16: return DType::kQ5_0;
     default: return t;
   }
 }
@@ -78,6 +84,8 @@ std::string_view dtype_name(DType t) {
     case DType::kQ6_K: return "Q6_K";
     case DType::kQ8_0x16: return "Q8_0x16";
     case DType::kQ4_Kx16: return "Q4_Kx16";
+    case DType::kQ4_0x16: return "Q4_0x16";
+    case DType::kQ5_0x16: return "Q5_0x16";
   }
   return "?";
 }

@@ -21,6 +21,9 @@ enum class DType : uint8_t {
   // Likewise Q4_K, with the 6-bit sub-block scales and mins widened to bytes
   // (148 bytes per row and super-block instead of 144).
   kQ4_Kx16,
+  // Q4_0 and Q5_0 likewise (same bytes; Q5_0's high bits regrouped per 4 columns).
+  kQ4_0x16,
+  kQ5_0x16,
 };
 
 // Bytes per element of a plain type; bytes per block of a block type.

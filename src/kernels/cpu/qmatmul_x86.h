@@ -358,6 +358,64 @@ inline void tile_q4_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, flo
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
 }
 
+// Q4_0 / Q5_0 interleaved by 16 rows against MR activation rows: per 32-column
+// block, four 64-byte loads hold 8 nibbles of each of the 16 rows (columns
+// 4t..4t+3 low, 16+4t..16+4t+3 high); for Q5_0 the row's high-bit byte of the
+// chunk is spread to its 4 lanes and tested bit by bit into the masks that add
+// 16. The unsigned levels meet broadcast activations in vpdpbusd, and each sum
+// starts at -offset (8 or 16) × the activation block's sum.
+template <int MR, bool kFive>
+inline void tile_q4_q5x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
+  constexpr int64_t kBlock = kFive ? 352 : 288, kNib = kFive ? 96 : 32;
+  constexpr int kOffset = kFive ? 16 : 8;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i x10 = _mm512_set1_epi8(0x10);
+  // Byte 0 of every 32-bit lane to all 4 bytes of it; bits u and 4+u of byte u.
+  const __m512i spread = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
+  const __m512i lo_bits = _mm512_set1_epi32(0x08040201);
+  const __m512i hi_bits = _mm512_set1_epi32(static_cast<int>(0x80402010u));
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + kBlock * b;
+    __m512i isum[MR];
+    for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-kOffset * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
+    for (int t = 0; t < 4; ++t) {
+      const __m512i v = _mm512_loadu_si512(blk + kNib + 64 * t);
+      __m512i lo = _mm512_and_si512(v, m4);
+      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      if constexpr (kFive) {
+        const __m512i hb = _mm512_shuffle_epi8(
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 32 + 16 * t))), spread);
+        lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hb, lo_bits), lo, x10);
+        hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(hb, hi_bits), hi, x10);
+      }
+      for (int i = 0; i < MR; ++i) {
+        const int8_t* xq = x.q[i] + 32 * b + 4 * t;
+        int32_t xl, xh;
+        std::memcpy(&xl, xq, 4);
+        std::memcpy(&xh, xq + 16, 4);
+        isum[i] = _mm512_dpbusd_epi32(isum[i], lo, _mm512_set1_epi32(xl));
+        isum[i] = _mm512_dpbusd_epi32(isum[i], hi, _mm512_set1_epi32(xh));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    for (int i = 0; i < MR; ++i) {
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(d, _mm512_set1_ps(x.d[i][b])), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
+}
+
+template <bool kFive>
+struct Q4_Q5x16 {
+  static constexpr int kMr = 8;
+  template <int MR>
+  static void tile(const uint8_t* grp, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+    tile_q4_q5x16<MR, kFive>(grp, k / 32, x, out, ldy);
+  }
+};
+
 struct Q8_0x16 {
   static constexpr int kMr = 8;
   template <int MR>
@@ -410,10 +468,11 @@ inline void qmatmul_rows_x86(const QuantizedActs& xa, const void* w, DType wtype
   if (dtype_unpacked(wtype) != wtype) {
 #if TANDEM_QMATMUL_VNNI
     const size_t group_bytes = dtype_row_bytes(wtype, xa.k) * 16;
-    if (wtype == DType::kQ8_0x16) {
-      packed_rows<Q8_0x16>(xa, w, group_bytes, r0, r1, y, ldy);
-    } else {
-      packed_rows<Q4_Kx16>(xa, w, group_bytes, r0, r1, y, ldy);
+    switch (wtype) {
+      case DType::kQ8_0x16: packed_rows<Q8_0x16>(xa, w, group_bytes, r0, r1, y, ldy); break;
+      case DType::kQ4_Kx16: packed_rows<Q4_Kx16>(xa, w, group_bytes, r0, r1, y, ldy); break;
+      case DType::kQ4_0x16: packed_rows<Q4_Q5x16<false>>(xa, w, group_bytes, r0, r1, y, ldy); break;
+      default: packed_rows<Q4_Q5x16<true>>(xa, w, group_bytes, r0, r1, y, ldy); break;
     }
     return;
 #else

@@ -112,11 +112,68 @@ void unpack_group_q4_k(const uint8_t* in, int64_t k, uint8_t* dst) {
   }
 }
 
+// ---- Q4_0 / Q5_0: 18 / 22-byte blocks of 32 (f16 d, [Q5_0: 32 high bits], 16 bytes of nibbles) ----
+
+void pack_group_q4_q5(const uint8_t* src, int64_t k, uint8_t* out, bool five) {
+  const int64_t nb = k / 32;
+  const size_t in_block = five ? 22 : 18, out_block = in_block * kPackRows;
+  const size_t row_bytes = static_cast<size_t>(nb) * in_block;
+  const size_t nib = five ? 96 : 32;
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* o = out + static_cast<size_t>(b) * out_block;
+    for (int64_t j = 0; j < kPackRows; ++j) {
+      const uint8_t* blk = src + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(b) * in_block;
+      std::memcpy(o + 2 * j, blk, 2);
+      const uint8_t* qs = blk + (five ? 6 : 2);
+      for (int t = 0; t < 4; ++t) std::memcpy(o + nib + 64 * t + 4 * j, qs + 4 * t, 4);
+      if (five) {
+        uint32_t qh;
+        std::memcpy(&qh, blk + 2, 4);
+        for (int t = 0; t < 4; ++t) {
+          uint8_t hb = 0;
+          for (int u = 0; u < 4; ++u) {
+            hb |= static_cast<uint8_t>(((qh >> (4 * t + u)) & 1u) << u);
+            hb |= static_cast<uint8_t>(((qh >> (16 + 4 * t + u)) & 1u) << (4 + u));
+          }
+          o[32 + 16 * t + j] = hb;
+        }
+      }
+    }
+  }
+}
+
+void unpack_group_q4_q5(const uint8_t* in, int64_t k, uint8_t* dst, bool five) {
+  const int64_t nb = k / 32;
+  const size_t in_block = five ? 22 : 18, out_block = in_block * kPackRows;
+  const size_t row_bytes = static_cast<size_t>(nb) * in_block;
+  const size_t nib = five ? 96 : 32;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* o = in + static_cast<size_t>(b) * out_block;
+    for (int64_t j = 0; j < kPackRows; ++j) {
+      uint8_t* blk = dst + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(b) * in_block;
+      std::memcpy(blk, o + 2 * j, 2);
+      uint8_t* qs = blk + (five ? 6 : 2);
+      for (int t = 0; t < 4; ++t) std::memcpy(qs + 4 * t, o + nib + 64 * t + 4 * j, 4);
+      if (five) {
+        uint32_t qh = 0;
+        for (int t = 0; t < 4; ++t) {
+          const uint32_t hb = o[32 + 16 * t + j];
+          for (int u = 0; u < 4; ++u) {
+            qh |= ((hb >> u) & 1u) << (4 * t + u);
+            qh |= ((hb >> (4 + u)) & 1u) << (16 + 4 * t + u);
+          }
+        }
+        std::memcpy(blk + 2, &qh, 4);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool can_pack(DType t, int64_t n, int64_t k) {
   if (n % kPackRows != 0) return false;
-  if (t == DType::kQ8_0) return k % 32 == 0;
+  if (t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ5_0) return k % 32 == 0;
   if (t == DType::kQ4_K) return k % 256 == 0;
   return false;
 }
@@ -124,6 +181,8 @@ bool can_pack(DType t, int64_t n, int64_t k) {
 DType packed_type(DType t) {
   if (t == DType::kQ8_0) return DType::kQ8_0x16;
   if (t == DType::kQ4_K) return DType::kQ4_Kx16;
+  if (t == DType::kQ4_0) return DType::kQ4_0x16;
+  if (t == DType::kQ5_0) return DType::kQ5_0x16;
   throw Error("packed_type: no interleaved form of " + std::string(dtype_name(t)));
 }
 
@@ -135,10 +194,11 @@ void pack(DType t, const uint8_t* src, int64_t n, int64_t k, uint8_t* dst) {
   for (int64_t g = 0; g < n / kPackRows; ++g) {
     const uint8_t* in = src + static_cast<size_t>(g) * src_group;
     uint8_t* out = dst + static_cast<size_t>(g) * dst_group;
-    if (t == DType::kQ8_0) {
-      pack_group_q8_0(in, k, out);
-    } else {
-      pack_group_q4_k(in, k, out);
+    switch (t) {
+      case DType::kQ8_0: pack_group_q8_0(in, k, out); break;
+      case DType::kQ4_K: pack_group_q4_k(in, k, out); break;
+      case DType::kQ4_0: pack_group_q4_q5(in, k, out, false); break;
+      default: pack_group_q4_q5(in, k, out, true); break;
     }
   }
 }
@@ -148,6 +208,8 @@ void unpack_group(DType packed, const void* w, int64_t k, int64_t g, uint8_t* ds
   switch (packed) {
     case DType::kQ8_0x16: unpack_group_q8_0(in, k, dst); return;
     case DType::kQ4_Kx16: unpack_group_q4_k(in, k, dst); return;
+    case DType::kQ4_0x16: unpack_group_q4_q5(in, k, dst, false); return;
+    case DType::kQ5_0x16: unpack_group_q4_q5(in, k, dst, true); return;
     default: throw Error("unpack_group: " + std::string(dtype_name(packed)) + " is not an interleaved type");
   }
 }

@@ -31,6 +31,17 @@
 //                 nibbles: sub-block 2c, high: 2c+1) as 8 chunks of 4 bytes:
 //                 chunk t at 320 + 512 c + 64 t, row j at + 4 j
 //
+// kQ4_0x16 / kQ5_0x16: groups of 16 rows; per 32-column block (288 / 352 bytes,
+// 18 / 22 per row as in GGUF):
+//
+//   [0, 32)       d of the 16 rows (f16)
+//   Q5_0 only, [32, 96): the high (fifth) bits regrouped per chunk t (0..3) at
+//                 32 + 16 t, one byte per row j: bit u = high bit of column
+//                 4t+u, bit 4+u = of column 16+4t+u
+//   then          GGUF's 16 bytes of nibbles per row as 4 chunks of 4 bytes:
+//                 chunk t at + 64 t, row j at + 4 j (low nibbles: columns
+//                 4t..4t+3, high: 16+4t..16+4t+3)
+//
 // A row is no longer contiguous, so only the matmul kernels and
 // matrix_row_to_f32() read these tensors.
 #pragma once
@@ -43,9 +54,9 @@ namespace tandem::kernels {
 
 inline constexpr int64_t kPackRows = 16;
 
-// Whether a [n, k] matrix of type t has an interleaved form (Q8_0 or Q4_K, n % 16 == 0).
+// Whether a [n, k] matrix of type t has an interleaved form (Q8_0, Q4_0, Q5_0, Q4_K; n % 16 == 0).
 bool can_pack(DType t, int64_t n, int64_t k);
-// The interleaved type made from t (kQ8_0 -> kQ8_0x16, kQ4_K -> kQ4_Kx16).
+// The interleaved type made from t (kQ8_0 -> kQ8_0x16, kQ4_K -> kQ4_Kx16, ...).
 DType packed_type(DType t);
 // src: n rows of GGUF type t; dst: dtype_row_bytes(packed_type(t), k) * n bytes.
 void pack(DType t, const uint8_t* src, int64_t n, int64_t k, uint8_t* dst);
