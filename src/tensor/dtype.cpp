@@ -24,6 +24,7 @@ size_t dtype_size(DType t) {
     case DType::kQ4_Kx16: return 148;
     case DType::kQ4_0x16: return 18;
     case DType::kQ5_0x16: return 22;
+    case DType::kQ6_Kx16: return 210;
   }
   return 0;
 }
@@ -38,6 +39,7 @@ int64_t dtype_block(DType t) {
     case DType::kQ5_0: return 32;
     case DType::kQ4_K:
     case DType::kQ4_Kx16:
+    case DType::kQ6_Kx16:
     case DType::kQ6_K: return 256;
     default: return 1;
   }
@@ -51,6 +53,7 @@ DType dtype_unpacked(DType t) {
     case DType::kQ4_Kx16: return DType::kQ4_K;
     case DType::kQ4_0x16: return DType::kQ4_0;
     case DType::kQ5_0x16: return DType::kQ5_0;
+    case DType::kQ6_Kx16: return DType::kQ6_K;
     default: return t;
   }
 }
@@ -86,6 +89,7 @@ std::string_view dtype_name(DType t) {
     case DType::kQ4_Kx16: return "Q4_Kx16";
     case DType::kQ4_0x16: return "Q4_0x16";
     case DType::kQ5_0x16: return "Q5_0x16";
+    case DType::kQ6_Kx16: return "Q6_Kx16";
   }
   return "?";
 }

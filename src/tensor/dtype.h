@@ -24,6 +24,8 @@ enum class DType : uint8_t {
   // Q4_0 and Q5_0 likewise (same bytes; Q5_0's high bits regrouped per 4 columns).
   kQ4_0x16,
   kQ5_0x16,
+  // And Q6_K (same bytes).
+  kQ6_Kx16,
 };
 
 // Bytes per element of a plain type; bytes per block of a block type.

@@ -168,7 +168,7 @@ TEST(KQuantQuantizers, ConstantAndZeroRows) {
   }
 }
 
-// Q8_0, Q4_0, Q5_0 and Q4_K interleaved by 16 rows (kernels/cpu/repack.h): packing loses
+// Q8_0, Q4_0, Q5_0, Q4_K and Q6_K interleaved by 16 rows (kernels/cpu/repack.h): packing loses
 // nothing, single rows read back as the GGUF rows do, and every backend's
 // product equals the scalar reference's product with the GGUF rows (the AVX-512
 // backend through its own kernels, the others through unpacking).
@@ -200,7 +200,6 @@ TEST_P(Packed, PackUnpackRoundTripsAndRowsReadBack) {
       for (int64_t j = 0; j < k; ++j) ASSERT_EQ(row[j], w.deq[r * k + j]) << "row " << r << " col " << j;
     }
   }
-  EXPECT_FALSE(kernels::can_pack(DType::kQ6_K, 16, 256));
   EXPECT_FALSE(kernels::can_pack(DType::kBF16, 16, 256));
   EXPECT_THROW(kernels::packed_type(DType::kBF16), Error);
 }
@@ -244,7 +243,7 @@ TEST_P(Packed, BackendsEqualScalarReferenceOnGgufRows) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, Packed, ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K),
+INSTANTIATE_TEST_SUITE_P(Types, Packed, ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace

@@ -416,6 +416,88 @@ struct Q4_Q5x16 {
   }
 };
 
+// Q6_K interleaved by 16 rows against MR activation rows. Per chunk of 4
+// columns, three 64-byte loads give the 6-bit levels of 4 blocks of 32 for the
+// 16 rows (nibbles of two block pairs, and the 2-bit highs of all four), each
+// meeting broadcast activations in vpdpbusd. The 16-value sub-blocks' int8
+// scales multiply the 16 rows' sums (vpmulld) after each half of a block; the
+// +32 of the levels comes off through one vpdpwssd per block of the scales
+// against the activations' 16-value sums.
+template <int MR>
+inline void tile_q6_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, float* out, int64_t ldy) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = grp + 3360 * sb;
+    __m512i ssum[MR], msum[MR];
+    for (int i = 0; i < MR; ++i) {
+      ssum[i] = _mm512_setzero_si512();
+      msum[i] = _mm512_setzero_si512();
+    }
+    for (int q = 0; q < 2; ++q) {
+      for (int half = 0; half < 2; ++half) {
+        __m512i part[MR][4];
+        for (int i = 0; i < MR; ++i) {
+          for (int g = 0; g < 4; ++g) part[i][g] = _mm512_setzero_si512();
+        }
+        for (int tt = 0; tt < 4; ++tt) {
+          const int t = 4 * half + tt;
+          const __m512i va = _mm512_loadu_si512(blk + 288 + 512 * (2 * q) + 64 * t);
+          const __m512i vb = _mm512_loadu_si512(blk + 288 + 512 * (2 * q + 1) + 64 * t);
+          const __m512i hv = _mm512_loadu_si512(blk + 2336 + 512 * q + 64 * t);
+          __m512i u[4];
+          u[0] = _mm512_or_si512(_mm512_and_si512(va, m4), _mm512_and_si512(_mm512_slli_epi16(hv, 4), m30));
+          u[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(va, 4), m4),
+                                 _mm512_and_si512(_mm512_slli_epi16(hv, 2), m30));
+          u[2] = _mm512_or_si512(_mm512_and_si512(vb, m4), _mm512_and_si512(hv, m30));
+          u[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(vb, 4), m4),
+                                 _mm512_and_si512(_mm512_srli_epi16(hv, 2), m30));
+          for (int i = 0; i < MR; ++i) {
+            for (int g = 0; g < 4; ++g) {
+              int32_t x4;
+              std::memcpy(&x4, x.q[i] + 256 * sb + 32 * (4 * q + g) + 4 * t, 4);
+              part[i][g] = _mm512_dpbusd_epi32(part[i][g], u[g], _mm512_set1_epi32(x4));
+            }
+          }
+        }
+        for (int g = 0; g < 4; ++g) {
+          // Scales of block 4q+g as int16 pairs per row; this half's is the low or high one.
+          const __m512i pairs =
+              _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 32 + 32 * (4 * q + g))));
+          const __m512i sc = half == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16)
+                                       : _mm512_srai_epi32(pairs, 16);
+          for (int i = 0; i < MR; ++i) ssum[i] = _mm512_add_epi32(ssum[i], _mm512_mullo_epi32(part[i][g], sc));
+        }
+      }
+    }
+    for (int p = 0; p < 8; ++p) {
+      const __m512i pairs =
+          _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 32 + 32 * p)));
+      for (int i = 0; i < MR; ++i) {
+        const int16_t* xs = x.s[i] + 16 * sb + 2 * p;
+        const uint32_t pair =
+            static_cast<uint16_t>(xs[0]) | (static_cast<uint32_t>(static_cast<uint16_t>(xs[1])) << 16);
+        msum[i] = _mm512_dpwssd_epi32(msum[i], pairs, _mm512_set1_epi32(static_cast<int>(pair)));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+    for (int i = 0; i < MR; ++i) {
+      const __m512i total = _mm512_sub_epi32(ssum[i], _mm512_slli_epi32(msum[i], 5));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(d, _mm512_set1_ps(x.d[i][sb])), acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
+}
+
+struct Q6_Kx16 {
+  static constexpr int kMr = 2;
+  template <int MR>
+  static void tile(const uint8_t* grp, int64_t k, const Rows<MR>& x, float* out, int64_t ldy) {
+    tile_q6_kx16<MR>(grp, k / 256, x, out, ldy);
+  }
+};
+
 struct Q8_0x16 {
   static constexpr int kMr = 8;
   template <int MR>
@@ -472,6 +554,7 @@ inline void qmatmul_rows_x86(const QuantizedActs& xa, const void* w, DType wtype
       case DType::kQ8_0x16: packed_rows<Q8_0x16>(xa, w, group_bytes, r0, r1, y, ldy); break;
       case DType::kQ4_Kx16: packed_rows<Q4_Kx16>(xa, w, group_bytes, r0, r1, y, ldy); break;
       case DType::kQ4_0x16: packed_rows<Q4_Q5x16<false>>(xa, w, group_bytes, r0, r1, y, ldy); break;
+      case DType::kQ6_Kx16: packed_rows<Q6_Kx16>(xa, w, group_bytes, r0, r1, y, ldy); break;
       default: packed_rows<Q4_Q5x16<true>>(xa, w, group_bytes, r0, r1, y, ldy); break;
     }
     return;

@@ -169,12 +169,76 @@ void unpack_group_q4_q5(const uint8_t* in, int64_t k, uint8_t* dst, bool five) {
   }
 }
 
+// ---- Q6_K: 210-byte super-blocks of 256 (ql[128], qh[64], int8 scales[16], f16 d) ----
+
+constexpr size_t kQ6KBytes = 210, kQ6KPacked = 210 * kPackRows;
+
+// The 6-bit level (0..63) of value l of a GGUF Q6_K super-block, and back.
+int q6_k_level(const uint8_t* blk, int l) {
+  const int g = l / 32, i = l % 32, half = g / 4, group = g % 4;
+  const int low = (blk[64 * half + i + 32 * (group % 2)] >> (4 * (group / 2))) & 0x0F;
+  const int high = (blk[128 + 32 * half + i] >> (2 * group)) & 3;
+  return low | (high << 4);
+}
+void q6_k_set_level(uint8_t* blk, int l, int u) {
+  const int g = l / 32, i = l % 32, half = g / 4, group = g % 4;
+  blk[64 * half + i + 32 * (group % 2)] |= static_cast<uint8_t>((u & 0x0F) << (4 * (group / 2)));
+  blk[128 + 32 * half + i] |= static_cast<uint8_t>((u >> 4) << (2 * group));
+}
+
+void pack_group_q6_k(const uint8_t* src, int64_t k, uint8_t* out) {
+  const int64_t nsb = k / 256;
+  const size_t row_bytes = static_cast<size_t>(nsb) * kQ6KBytes;
+  for (int64_t s = 0; s < nsb; ++s) {
+    uint8_t* o = out + static_cast<size_t>(s) * kQ6KPacked;
+    std::memset(o, 0, kQ6KPacked);
+    for (int64_t j = 0; j < kPackRows; ++j) {
+      const uint8_t* blk = src + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(s) * kQ6KBytes;
+      std::memcpy(o + 2 * j, blk + 208, 2);
+      for (int p = 0; p < 8; ++p) {
+        o[32 + 32 * p + 2 * j] = blk[192 + 2 * p];
+        o[32 + 32 * p + 2 * j + 1] = blk[192 + 2 * p + 1];
+      }
+      for (int l = 0; l < 256; ++l) {
+        const int u = q6_k_level(blk, l), g = l / 32, col = l % 32, t = col / 4, b = col % 4;
+        // Low nibble: pair c = g / 2, chunk t; block 2c low, 2c + 1 high.
+        o[288 + 512 * (g / 2) + 64 * t + 4 * j + b] |= static_cast<uint8_t>((u & 0x0F) << (4 * (g % 2)));
+        // High 2 bits: half q = g / 4, chunk t; block 4q + b' at bits 2b'.
+        o[2336 + 512 * (g / 4) + 64 * t + 4 * j + b] |= static_cast<uint8_t>((u >> 4) << (2 * (g % 4)));
+      }
+    }
+  }
+}
+
+void unpack_group_q6_k(const uint8_t* in, int64_t k, uint8_t* dst) {
+  const int64_t nsb = k / 256;
+  const size_t row_bytes = static_cast<size_t>(nsb) * kQ6KBytes;
+  for (int64_t s = 0; s < nsb; ++s) {
+    const uint8_t* o = in + static_cast<size_t>(s) * kQ6KPacked;
+    for (int64_t j = 0; j < kPackRows; ++j) {
+      uint8_t* blk = dst + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(s) * kQ6KBytes;
+      std::memset(blk, 0, kQ6KBytes);
+      std::memcpy(blk + 208, o + 2 * j, 2);
+      for (int p = 0; p < 8; ++p) {
+        blk[192 + 2 * p] = o[32 + 32 * p + 2 * j];
+        blk[192 + 2 * p + 1] = o[32 + 32 * p + 2 * j + 1];
+      }
+      for (int l = 0; l < 256; ++l) {
+        const int g = l / 32, col = l % 32, t = col / 4, b = col % 4;
+        const int low = (o[288 + 512 * (g / 2) + 64 * t + 4 * j + b] >> (4 * (g % 2))) & 0x0F;
+        const int high = (o[2336 + 512 * (g / 4) + 64 * t + 4 * j + b] >> (2 * (g % 4))) & 3;
+        q6_k_set_level(blk, l, low | (high << 4));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool can_pack(DType t, int64_t n, int64_t k) {
   if (n % kPackRows != 0) return false;
   if (t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ5_0) return k % 32 == 0;
-  if (t == DType::kQ4_K) return k % 256 == 0;
+  if (t == DType::kQ4_K || t == DType::kQ6_K) return k % 256 == 0;
   return false;
 }
 
@@ -183,6 +247,7 @@ DType packed_type(DType t) {
   if (t == DType::kQ4_K) return DType::kQ4_Kx16;
   if (t == DType::kQ4_0) return DType::kQ4_0x16;
   if (t == DType::kQ5_0) return DType::kQ5_0x16;
+  if (t == DType::kQ6_K) return DType::kQ6_Kx16;
   throw Error("packed_type: no interleaved form of " + std::string(dtype_name(t)));
 }
 
@@ -198,6 +263,7 @@ void pack(DType t, const uint8_t* src, int64_t n, int64_t k, uint8_t* dst) {
       case DType::kQ8_0: pack_group_q8_0(in, k, out); break;
       case DType::kQ4_K: pack_group_q4_k(in, k, out); break;
       case DType::kQ4_0: pack_group_q4_q5(in, k, out, false); break;
+      case DType::kQ6_K: pack_group_q6_k(in, k, out); break;
       default: pack_group_q4_q5(in, k, out, true); break;
     }
   }
@@ -210,6 +276,7 @@ void unpack_group(DType packed, const void* w, int64_t k, int64_t g, uint8_t* ds
     case DType::kQ4_Kx16: unpack_group_q4_k(in, k, dst); return;
     case DType::kQ4_0x16: unpack_group_q4_q5(in, k, dst, false); return;
     case DType::kQ5_0x16: unpack_group_q4_q5(in, k, dst, true); return;
+    case DType::kQ6_Kx16: unpack_group_q6_k(in, k, dst); return;
     default: throw Error("unpack_group: " + std::string(dtype_name(packed)) + " is not an interleaved type");
   }
 }

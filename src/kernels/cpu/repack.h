@@ -42,6 +42,17 @@
 //                 chunk t at + 64 t, row j at + 4 j (low nibbles: columns
 //                 4t..4t+3, high: 16+4t..16+4t+3)
 //
+// kQ6_Kx16: groups of 16 rows; per 256-column super-block 3360 bytes (210 per
+// row, as GGUF), the 6-bit levels split into nibbles and 2-bit highs:
+//
+//   [0, 32)       d of the 16 rows (f16)
+//   [32, 288)     int8 scales of the 16-value sub-blocks in pairs: block p's two
+//                 halves at 32 + 32 p + 2 j (one int16 pair per row once widened)
+//   [288, 2336)   low nibbles: pair of 32-value blocks c (2c low, 2c+1 high),
+//                 chunk t (columns 4t..4t+3) at 288 + 512 c + 64 t, row j at + 4 j
+//   [2336, 3360)  high 2 bits: blocks 4q..4q+3 at bits 0-1, 2-3, 4-5, 6-7, chunk t
+//                 at 2336 + 512 q + 64 t, row j at + 4 j
+//
 // A row is no longer contiguous, so only the matmul kernels and
 // matrix_row_to_f32() read these tensors.
 #pragma once
@@ -54,7 +65,7 @@ namespace tandem::kernels {
 
 inline constexpr int64_t kPackRows = 16;
 
-// Whether a [n, k] matrix of type t has an interleaved form (Q8_0, Q4_0, Q5_0, Q4_K; n % 16 == 0).
+// Whether a [n, k] matrix of type t has an interleaved form (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K; n % 16 == 0).
 bool can_pack(DType t, int64_t n, int64_t k);
 // The interleaved type made from t (kQ8_0 -> kQ8_0x16, kQ4_K -> kQ4_Kx16, ...).
 DType packed_type(DType t);
