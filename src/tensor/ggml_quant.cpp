@@ -21,6 +21,34 @@ namespace tandem {
 // GGUF stores everything little-endian and we read fields with memcpy.
 static_assert(std::endian::native == std::endian::little, "ggml block decoding assumes a little-endian host");
 
+// The eight 6-bit (scale, min) pairs of Q4_K/Q5_K, packed in 12 bytes: pairs 0-3 in the
+// low 6 bits of bytes 0-3 (scales) and 4-7 (mins); pairs 4-7 have their low nibbles in
+// bytes 8-11 (scale low, min high) and their top two bits in the spare top bits of
+// bytes 0-3 (scales) and 4-7 (mins).
+void q4_k_scale_min(int j, const uint8_t* q, int& scale, int& min) {
+  if (j < 4) {
+    scale = q[j] & 63;
+    min = q[j + 4] & 63;
+  } else {
+    scale = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+    min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+void q4_k_pack_scales_mins(const int scales[8], const int mins[8], uint8_t* sc) {
+  std::memset(sc, 0, 12);
+  for (int j = 0; j < 8; ++j) {  // the inverse of q4_k_scale_min
+    if (j < 4) {
+      sc[j] = static_cast<uint8_t>(scales[j]);
+      sc[j + 4] = static_cast<uint8_t>(mins[j]);
+    } else {
+      sc[j + 4] = static_cast<uint8_t>((scales[j] & 0x0F) | ((mins[j] & 0x0F) << 4));
+      sc[j - 4] |= static_cast<uint8_t>((scales[j] >> 4) << 6);
+      sc[j] |= static_cast<uint8_t>((mins[j] >> 4) << 6);
+    }
+  }
+}
+
 namespace {
 
 constexpr GgmlTypeInfo kF32Info{"f32", 1, 4, true};
@@ -302,19 +330,6 @@ void dequantize_q3_k(const uint8_t* src, float* dst, int64_t nb) {
   }
 }
 
-// The eight 6-bit (scale, min) pairs of Q4_K/Q5_K, packed in 12 bytes: pairs 0-3 in the
-// low 6 bits of bytes 0-3 (scales) and 4-7 (mins); pairs 4-7 have their low nibbles in
-// bytes 8-11 (scale low, min high) and their top two bits in the spare top bits of
-// bytes 0-3 (scales) and 4-7 (mins).
-void scale_min_k4(int j, const uint8_t* q, int& scale, int& min) {
-  if (j < 4) {
-    scale = q[j] & 63;
-    min = q[j + 4] & 63;
-  } else {
-    scale = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-    min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
 
 // Q4_K: d, dmin, scales[12], qs[128]; eight sub-blocks of 32. x = d*scale*q - dmin*min.
 void dequantize_q4_k(const uint8_t* src, float* dst, int64_t nb) {
@@ -325,7 +340,7 @@ void dequantize_q4_k(const uint8_t* src, float* dst, int64_t nb) {
     const uint8_t* qs = src + 16;
     for (int sub = 0; sub < 8; ++sub) {
       int sc, m;
-      scale_min_k4(sub, scales, sc, m);
+      q4_k_scale_min(sub, scales, sc, m);
       const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
       const uint8_t* q = qs + 32 * (sub / 2);
       const int shift = 4 * (sub % 2);  // even sub-blocks in low nibbles, odd in high
@@ -344,7 +359,7 @@ void dequantize_q5_k(const uint8_t* src, float* dst, int64_t nb) {
     const uint8_t* qs = src + 48;
     for (int sub = 0; sub < 8; ++sub) {
       int sc, m;
-      scale_min_k4(sub, scales, sc, m);
+      q4_k_scale_min(sub, scales, sc, m);
       const float ds = d * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
       const uint8_t* q = qs + 32 * (sub / 2);
       const int shift = 4 * (sub % 2);
@@ -504,18 +519,7 @@ void quantize_q4_k(const float* x, uint8_t* dst, int64_t nb) {
       ls[j] = d > 0 ? std::clamp(round_int((scale[j] / d)), 0, 63) : 0;
       lm[j] = dmin > 0 ? std::clamp(round_int((min[j] / dmin)), 0, 63) : 0;
     }
-    uint8_t* sc = dst + 4;
-    std::memset(sc, 0, 12);
-    for (int j = 0; j < 8; ++j) {  // the inverse of scale_min_k4
-      if (j < 4) {
-        sc[j] = static_cast<uint8_t>(ls[j]);
-        sc[j + 4] = static_cast<uint8_t>(lm[j]);
-      } else {
-        sc[j + 4] = static_cast<uint8_t>((ls[j] & 0x0F) | ((lm[j] & 0x0F) << 4));
-        sc[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
-        sc[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
-      }
-    }
+    q4_k_pack_scales_mins(ls, lm, dst + 4);
     uint8_t* qs = dst + 16;
     std::memset(qs, 0, 128);
     for (int j = 0; j < 8; ++j) {

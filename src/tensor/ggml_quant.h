@@ -57,6 +57,11 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 // Throws tandem::Error for any other type or an n that is not a whole number of blocks.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
+// Q4_K/Q5_K's eight 6-bit (scale, min) pairs, packed in 12 bytes: pair j (0..7)
+// decoded, and all eight encoded (values 0..63).
+void q4_k_scale_min(int j, const uint8_t* packed, int& scale, int& min);
+void q4_k_pack_scales_mins(const int scales[8], const int mins[8], uint8_t* packed);
+
 // The weight formats the engine computes with directly (tensor/dtype.h), and back.
 std::optional<DType> dtype_from_ggml(GgmlType type);
 std::optional<GgmlType> ggml_from_dtype(DType type);

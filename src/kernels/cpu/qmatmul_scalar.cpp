@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "kernels/cpu/qmatmul.h"
+#include "tensor/ggml_quant.h"
 
 namespace tandem::kernels {
 
@@ -99,13 +100,7 @@ float row_dot(const uint8_t* w, DType t, const int8_t* xq, const float* xd, cons
         const uint8_t* qs = w + 16;
         for (int j = 0; j < 8; ++j) {
           int scale, min;
-          if (j < 4) {
-            scale = sc[j] & 63;
-            min = sc[j + 4] & 63;
-          } else {
-            scale = (sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4);
-            min = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
-          }
+          q4_k_scale_min(j, sc, scale, min);
           for (int l = 0; l < 32; ++l) u[l] = static_cast<uint8_t>((qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F);
           const int64_t blk = sb * 8 + j;  // 32-value block; the activation scale is per super-block
           const int sum = xs[2 * blk] + xs[2 * blk + 1];

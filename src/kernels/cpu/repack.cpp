@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "kernels/cpu/matmul.h"
+#include "tensor/ggml_quant.h"
 
 namespace tandem::kernels {
 
@@ -68,13 +69,7 @@ void pack_group_q4_k(const uint8_t* src, int64_t k, uint8_t* out) {
       const uint8_t* q = blk + 4;
       for (int b = 0; b < 8; ++b) {
         int sc, mn;
-        if (b < 4) {
-          sc = q[b] & 63;
-          mn = q[b + 4] & 63;
-        } else {
-          sc = (q[b + 4] & 0x0F) | ((q[b - 4] >> 6) << 4);
-          mn = (q[b + 4] >> 4) | ((q[b] >> 6) << 4);
-        }
+        q4_k_scale_min(b, q, sc, mn);
         o[64 + 16 * b + j] = static_cast<uint8_t>(sc);
         o[192 + 32 * (b / 2) + 2 * j + (b % 2)] = static_cast<uint8_t>(mn);
       }
@@ -99,12 +94,7 @@ void unpack_group_q4_k(const uint8_t* in, int64_t k, uint8_t* dst) {
         sc[b] = o[64 + 16 * b + j];
         mn[b] = o[192 + 32 * (b / 2) + 2 * j + (b % 2)];
       }
-      uint8_t* q = blk + 4;
-      for (int b = 0; b < 4; ++b) {
-        q[b] = static_cast<uint8_t>(sc[b] | ((sc[b + 4] >> 4) << 6));
-        q[b + 4] = static_cast<uint8_t>(mn[b] | ((mn[b + 4] >> 4) << 6));
-        q[b + 8] = static_cast<uint8_t>((sc[b + 4] & 0x0F) | ((mn[b + 4] & 0x0F) << 4));
-      }
+      q4_k_pack_scales_mins(sc, mn, blk + 4);
       for (int c = 0; c < 4; ++c) {
         for (int t = 0; t < 8; ++t) std::memcpy(blk + 16 + 32 * c + 4 * t, o + 320 + 512 * c + 64 * t + 4 * j, 4);
       }
