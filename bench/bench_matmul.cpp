@@ -1,11 +1,12 @@
 // Matmul kernel throughput per weight format and ISA: decode-shaped (m = 1,
 // bandwidth-bound: GB/s of weights streamed) and prefill-shaped (m = 128,
-// compute-bound: GMAC/s). Usage: bench_matmul [THREADS] [N] [K]
+// compute-bound: GMAC/s). Usage: bench_matmul [THREADS] [N] [K] [TYPE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -44,7 +45,9 @@ int main(int argc, char** argv) {
                 std::string(kernels::isa_name(isa)).c_str(), double(w.nbytes()) / t1 / 1e9, t1 * 1e6,
                 128.0 * double(n * k) / t128 / 1e9);
   };
+  const std::string only = argc > 4 ? argv[4] : "";  // e.g. "q8_0": one weight type
   for (DType t : {DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K}) {
+    if (!only.empty() && only != dtype_name(t)) continue;
     std::vector<uint8_t> wb(dtype_row_bytes(t, k) * static_cast<size_t>(n));
     for (int64_t r = 0; r < n; ++r) {
       quantize_row(*ggml_from_dtype(t), wf.data() + r * k, wb.data() + static_cast<size_t>(r) * dtype_row_bytes(t, k), k);

@@ -24,19 +24,29 @@ ThreadPool::ThreadPool(int n_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::run_chunks() {
+  // Guided self-scheduling: each claim takes 1/(2 x threads) of what is left,
+  // never less than the grain, so the first ranges are large (few atomics) and
+  // the last ones small, so the threads finish together. A decode step's
+  // matmuls are memory-bound and the two vCPUs of a VM do not run at the same
+  // speed: with 4 fixed ranges per thread both threads sat waiting 12.6% of a
+  // 0.5B Q4_K decode (perf), with these 9.2%; one static range per thread
+  // decoded ~15% slower than either (docs/architecture.md).
+  const int64_t divisor = 2 * int64_t{n_threads_};
   for (;;) {
-    int64_t begin = next_.fetch_add(chunk_, std::memory_order_relaxed);
-    if (begin >= n_) break;
-    int64_t end = std::min(n_, begin + chunk_);
+    int64_t begin = next_.load(std::memory_order_relaxed), size = 0;
+    do {
+      if (begin >= n_) return;
+      size = std::min(n_ - begin, std::max(chunk_, (n_ - begin) / divisor));
+    } while (!next_.compare_exchange_weak(begin, begin + size, std::memory_order_relaxed));
     try {
-      (*fn_)(begin, end);
+      (*fn_)(begin, begin + size);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
@@ -55,16 +65,20 @@ void ThreadPool::worker_loop(int /*index*/) {
       TANDEM_PAUSE();
       if (++polls % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
     }
-    {
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      // Sleep. sleeping_ is raised before the last look at generation_, and
+      // parallel_for bumps generation_ before it looks at sleeping_ (both
+      // sequentially consistent), so one of the two always sees the other:
+      // no wake-up is lost, and a busy pool never touches the mutex.
       std::unique_lock<std::mutex> lock(mutex_);
-      if (generation_.load(std::memory_order_acquire) == seen && !stop_) {
-        sleeping_.fetch_add(1, std::memory_order_acq_rel);
-        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
-        sleeping_.fetch_sub(1, std::memory_order_acq_rel);
-      }
-      if (stop_) return;
-      seen = generation_.load(std::memory_order_acquire);
+      sleeping_.fetch_add(1, std::memory_order_seq_cst);
+      wake_.wait(lock, [&] {
+        return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_seq_cst) != seen;
+      });
+      sleeping_.fetch_sub(1, std::memory_order_relaxed);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     run_chunks();
     active_.fetch_sub(1, std::memory_order_acq_rel);
   }
@@ -79,19 +93,19 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     return;
   }
   std::lock_guard<std::mutex> run_lock(run_mutex_);
-  // About 4 ranges per thread balances uneven rows without much scheduling cost.
-  int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, int64_t{n_threads_} * 4);
   fn_ = &fn;
   n_ = n;
-  chunk_ = (n + chunks - 1) / chunks;
+  chunk_ = grain;  // the smallest range run_chunks hands out
   next_.store(0, std::memory_order_relaxed);
   error_ = nullptr;
   active_.store(static_cast<int>(workers_.size()), std::memory_order_release);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst) > 0) {
+    // A sleeper may be between its last look and wait(): taking the mutex
+    // waits until it is inside wait(), so the notification reaches it.
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    wake_.notify_all();
   }
-  if (sleeping_.load(std::memory_order_acquire) > 0) wake_.notify_all();
   t_inside_pool = true;
   run_chunks();
   t_inside_pool = false;

@@ -45,12 +45,13 @@ class ThreadPool {
 
   // Workers spin briefly on generation_ before sleeping on wake_: a decode
   // step issues hundreds of short parallel_for calls, and a condition-variable
-  // wake-up per call costs more than the work. Idle workers sleep after ~50 µs.
+  // wake-up per call costs more than the work. Idle workers sleep after ~50 µs;
+  // the mutex is taken only to sleep and to wake a sleeper.
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> sleeping_{0};
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
 
   // The job in flight.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;

@@ -120,6 +120,7 @@ int serve(const ServeArgs& a) {
       ms.name = mc.name;
       ms.path = mc.path;
       apply_quantize_flag(mc.quantize, ms.load);
+      ms.load.bf16_activations = mc.bf16_activations;
       engine::EngineOptions meo = eo;
       if (mc.max_context > 0) meo.scheduler.max_context = mc.max_context;
       srv.add_model(ms, meo);

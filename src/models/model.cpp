@@ -195,6 +195,7 @@ std::vector<float> Model::vector(const std::string& name, int64_t n) {
 }
 
 void Model::load_weights(const LoadOptions& opts) {
+  bf16_acts_ = opts.bf16_activations ? kernels::Bf16Activations::kRound : kernels::Bf16Activations::kSplit;
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Nq = cfg_.num_attention_heads,
                 Nkv = cfg_.num_key_value_heads, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   embed_ = matrix("model.embed_tokens.weight", {V, H}, opts,
@@ -368,7 +369,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     kernels::rmsnorm(x, L.attn_norm.data(), arch_.norm_offset, T, H, eps, xb);
     if (arch_.fused_qkv) {
       const int64_t W = QD + 2 * KD;
-      kernels::matmul(xb, T, H, L.wqkv, ws.qkv.data(), W, pool);
+      kernels::matmul(xb, T, H, L.wqkv, ws.qkv.data(), W, pool, bf16_acts_);
       for (int64_t t = 0; t < T; ++t) {
         const float* row = ws.qkv.data() + t * W;
         std::memcpy(q + t * QD, row, static_cast<size_t>(QD) * sizeof(float));
@@ -376,9 +377,9 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
         std::memcpy(v + t * KD, row + QD + KD, static_cast<size_t>(KD) * sizeof(float));
       }
     } else {
-      kernels::matmul(xb, T, H, L.wq, q, QD, pool);
-      kernels::matmul(xb, T, H, L.wk, k, KD, pool);
-      kernels::matmul(xb, T, H, L.wv, v, KD, pool);
+      kernels::matmul(xb, T, H, L.wq, q, QD, pool, bf16_acts_);
+      kernels::matmul(xb, T, H, L.wk, k, KD, pool, bf16_acts_);
+      kernels::matmul(xb, T, H, L.wv, v, KD, pool, bf16_acts_);
     }
     if (!L.bq.empty()) {
       kernels::add_bias(q, L.bq.data(), T, QD);
@@ -448,7 +449,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     }
     kernels::attention_paged_batch(jobs, ap, pool);
 
-    kernels::matmul(ws.att.data(), T, QD, L.wo, xb2, H, pool);
+    kernels::matmul(ws.att.data(), T, QD, L.wo, xb2, H, pool, bf16_acts_);
     if (!L.bo.empty()) kernels::add_bias(xb2, L.bo.data(), T, H);
     if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_attn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
     kernels::add_inplace(x, xb2, T * H);
@@ -457,14 +458,14 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     float* gate = ws.gate.data();
     float* up = ws.up.data();
     if (arch_.fused_gate_up) {
-      kernels::matmul(xb, T, H, L.w_gate_up, ws.hidden.data(), 2 * F, pool);
+      kernels::matmul(xb, T, H, L.w_gate_up, ws.hidden.data(), 2 * F, pool, bf16_acts_);
       for (int64_t t = 0; t < T; ++t) {
         std::memcpy(gate + t * F, ws.hidden.data() + t * 2 * F, static_cast<size_t>(F) * sizeof(float));
         std::memcpy(up + t * F, ws.hidden.data() + t * 2 * F + F, static_cast<size_t>(F) * sizeof(float));
       }
     } else {
-      kernels::matmul(xb, T, H, L.w_gate, gate, F, pool);
-      kernels::matmul(xb, T, H, L.w_up, up, F, pool);
+      kernels::matmul(xb, T, H, L.w_gate, gate, F, pool, bf16_acts_);
+      kernels::matmul(xb, T, H, L.w_up, up, F, pool, bf16_acts_);
     }
     if (!L.b_gate.empty()) {
       kernels::add_bias(gate, L.b_gate.data(), T, F);
@@ -475,7 +476,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     } else {
       kernels::gelu_tanh_mul(gate, up, T * F, gate);
     }
-    kernels::matmul(gate, T, F, L.w_down, xb2, H, pool);
+    kernels::matmul(gate, T, F, L.w_down, xb2, H, pool, bf16_acts_);
     if (!L.b_down.empty()) kernels::add_bias(xb2, L.b_down.data(), T, H);
     if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_ffn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
     kernels::add_inplace(x, xb2, T * H);
@@ -503,7 +504,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     t += n;
   }
   kernels::rmsnorm(xb, final_norm_.data(), arch_.norm_offset, R, H, eps, xb);
-  kernels::matmul(xb, R, H, lm_head_, ws.logits.data(), V, pool);
+  kernels::matmul(xb, R, H, lm_head_, ws.logits.data(), V, pool, bf16_acts_);
   if (arch_.final_softcap > 0.0f) kernels::softcap_inplace(ws.logits.data(), R * V, arch_.final_softcap);
   r = 0;
   for (const auto& s : batch) {

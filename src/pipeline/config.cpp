@@ -247,7 +247,7 @@ ModelConfig read_model(const Reader& r, const YAML::Node& n, const std::string& 
                        const std::filesystem::path& base) {
   ModelConfig m;
   m.line = n.Mark().line + 1;
-  r.expect_map(n, path, {"name", "path", "quantize", "placement", "max_context"});
+  r.expect_map(n, path, {"name", "path", "quantize", "bf16_activations", "placement", "max_context"});
   if (!n["name"]) r.fail(n, path, "a model needs a 'name'");
   m.name = r.str(n["name"], key_path(path, "name"));
   if (m.name.empty()) r.fail(n["name"], key_path(path, "name"), "must not be empty");
@@ -258,6 +258,7 @@ ModelConfig read_model(const Reader& r, const YAML::Node& n, const std::string& 
     m.quantize = r.one_of(n["quantize"], key_path(path, "quantize"),
                           {"", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k", "f16", "bf16", "f32"});
   }
+  if (n["bf16_activations"]) m.bf16_activations = r.boolean(n["bf16_activations"], key_path(path, "bf16_activations"));
   if (const YAML::Node p = n["placement"]) {
     const std::string pp = key_path(path, "placement");
     if (p.IsMap()) {

@@ -120,6 +120,49 @@ TEST(MatmulBf16Avx512, EqualScalarReference) {
   std::printf("worst |got - ref| / sum|x w| = %.3g\n", worst);
 }
 
+// Bf16Activations::kRound (LoadOptions::bf16_activations): the activations are
+// rounded once to bf16, so the kernel must equal a double-precision product of
+// the rounded activations (bf16 x bf16 products are exact in float32; only the
+// float32 accumulation differs), and must differ from the split path by about
+// bf16's rounding, or the option would do nothing.
+TEST(MatmulBf16Avx512, RoundedActivationsEqualRoundedReference) {
+  if (!kernels::cpu_has_avx512_bf16()) GTEST_SKIP() << "CPU has no AVX512_BF16: the bf16 dot-product kernel never runs";
+  std::mt19937 rng(78);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  // 4-row tiles with remainders 1..3, k not a multiple of 32, k over two spans.
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 7, 31}, {3, 5, 33}, {6, 9, 100}, {7, 11, 257}, {130, 6, 2048}, {2, 3, 4100}};
+  double worst = 0, moved = 0;
+  for (const auto& s : shapes) {
+    const int64_t m = s[0], n = s[1], k = s[2], ldy = n + 2;
+    Weights w = make_weights(DType::kBF16, n, k, rng);
+    std::vector<float> x(static_cast<size_t>(m * k)), wf(static_cast<size_t>(n * k));
+    for (float& v : x) v = nd(rng);
+    kernels::to_f32(w.view.data, w.view.dtype, n * k, wf.data());
+    std::vector<float> got(static_cast<size_t>(m * ldy), -7.0f), split(static_cast<size_t>(m * ldy));
+    kernels::matmul_with(kernels::Isa::kAvx512, x.data(), m, k, w.view, got.data(), ldy, pool,
+                         kernels::Bf16Activations::kRound);
+    kernels::matmul_with(kernels::Isa::kAvx512, x.data(), m, k, w.view, split.data(), ldy, pool);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t r = 0; r < n; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t j = 0; j < k; ++j) {
+          const double xr = bf16_to_f32(f32_to_bf16(x[size_t(i * k + j)]));
+          ref += xr * wf[size_t(r * k + j)];
+          mag += std::abs(xr * wf[size_t(r * k + j)]);
+        }
+        const size_t at = size_t(i * ldy + r);
+        worst = std::max(worst, std::abs(got[at] - ref) / mag);
+        moved = std::max(moved, std::abs(double(got[at]) - split[at]) / mag);
+        EXPECT_NEAR(got[at], ref, 1e-5 * mag) << m << "x" << n << "x" << k << " at " << i << "," << r;
+      }
+      for (int64_t r = n; r < ldy; ++r) EXPECT_EQ(got[size_t(i * ldy + r)], -7.0f) << "wrote past row " << i;
+    }
+  }
+  std::printf("worst |got - ref| / sum|x w| = %.3g; rounded vs split up to %.3g\n", worst, moved);
+  EXPECT_GT(moved, 1e-4) << "rounding the activations changed nothing";
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, MatmulBackends, ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
 

@@ -4,6 +4,7 @@
 
 #include "base/thread_pool.h"
 #include "engine/generate.h"
+#include "kernels/cpu/isa.h"
 #include "models/model.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -57,6 +58,38 @@ TEST(DemoModel, LogitsMatchReference) {
   for (size_t r = 0; r < ids.size(); ++r) {
     EXPECT_LE(testing::rel_l2(got.data() + r * V, want.data.data() + r * V, V), 1e-4) << "position " << r;
   }
+}
+
+// --bf16-activations (LoadOptions::bf16_activations) on a CPU with
+// AVX512_BF16: the activations meet the bf16 weights rounded once, as
+// transformers computes in bfloat16. The logits stay close to the float32
+// reference, but measurably apart (or the option did nothing).
+TEST(DemoModel, Bf16ActivationsStayCloseToReference) {
+  if (kernels::active_isa() != kernels::Isa::kAvx512 || !kernels::cpu_has_avx512_bf16()) {
+    GTEST_SKIP() << "no AVX512_BF16 kernel at the active ISA level: the option changes nothing here";
+  }
+  models::LoadOptions lo;
+  lo.bf16_activations = true;
+  auto model = models::Model::load(demo_dir(), lo);
+  auto tok = tokenizer::Tokenizer::load(demo_dir());
+  auto ref = testing::read_json(demo_dir() / "reference.json");
+  auto ids = tok->encode(ref["logits_0_prompt"].get<std::string>(), true);
+  auto want = testing::read_f32(demo_dir() / "reference.safetensors", "logits_0");
+  ThreadPool pool(2);
+  const size_t V = static_cast<size_t>(model->vocab_size());
+  std::vector<float> got(ids.size() * V);
+  auto cache = model->new_cache();
+  models::Workspace ws;
+  models::SeqInput in{ids, &cache, true, got.data()};
+  model->forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
+  double worst = 0;
+  for (size_t r = 0; r < ids.size(); ++r) {
+    const double e = testing::rel_l2(got.data() + r * V, want.data.data() + r * V, V);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, 2e-2) << "position " << r;
+  }
+  std::printf("bf16 activations: worst logits rel. L2 %.3g\n", worst);
+  EXPECT_GT(worst, 1e-4) << "the activations were not rounded";
 }
 
 }  // namespace

@@ -42,12 +42,15 @@ TEST(Config, Defaults) {
   ServeConfig c = parse_config_text(R"(
 models:
   - {name: m, path: /models/m, placement: {gpu_layers: 4}}
+  - {name: b, path: /models/b, bf16_activations: true}
 pipelines:
   - name: p
     model: m
     steps:
       - {type: generate, prompt: "{{ input }}", stop: ["\n"], temperature: 0.5, seed: 3}
 )");
+  EXPECT_FALSE(c.models[0].bf16_activations);
+  EXPECT_TRUE(c.models[1].bf16_activations);
   EXPECT_EQ(c.models[0].placement, Placement::kLayers);
   EXPECT_EQ(c.models[0].gpu_layers, 4);
   const auto& p = c.pipelines[0];

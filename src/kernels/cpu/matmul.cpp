@@ -55,10 +55,11 @@ namespace {
 // are shared out as usual. Decode (m = 1) takes it too: it streams the weights
 // at least as fast as the AVX2 path (docs/architecture.md).
 void matmul_bf16_avx512(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
-                        ThreadPool& pool) {
+                        ThreadPool& pool, Bf16Activations acts) {
   thread_local Bf16Acts tls_acts;
   Bf16Acts& xa = tls_acts;
   xa.resize(m, k);
+  xa.split = acts == Bf16Activations::kSplit;
   pool.parallel_for(
       m, [&](int64_t i0, int64_t i1) { bf16_acts_avx512(x, i0, i1, xa); },
       std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, k)));
@@ -104,7 +105,9 @@ void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorVie
   // back as 16 GGUF rows.
   TANDEM_CHECK(n % kPackRows == 0, "matmul: interleaved weight rows not a multiple of 16");
   const int64_t groups = n / kPackRows;
-  const int64_t ggrain = std::max<int64_t>(1, grain / kPackRows);
+  // A quarter of the usual grain: the pool hands out shrinking ranges
+  // (guided), so small last ranges let both threads finish together.
+  const int64_t ggrain = std::max<int64_t>(1, grain / (4 * kPackRows));
   if (isa == Isa::kAvx512) {
     pool.parallel_for(
         groups, [&](int64_t g0, int64_t g1) { rows(xa, w.data, w.dtype, g0 * kPackRows, g1 * kPackRows, y, ldy); },
@@ -126,7 +129,7 @@ void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorVie
 }  // namespace
 
 void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
-                 ThreadPool& pool) {
+                 ThreadPool& pool, Bf16Activations acts) {
   TANDEM_CHECK(w.rank() == 2, "matmul weight must be rank 2");
   TANDEM_CHECK(w.dim(1) == k, "matmul inner dimensions differ");
   const int64_t n = w.dim(0);
@@ -138,7 +141,7 @@ void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView
   TANDEM_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16 || w.dtype == DType::kF16,
                "matmul weight dtype must be F32, BF16, F16 or block-quantized");
   if (w.dtype == DType::kBF16 && isa == Isa::kAvx512 && cpu_has_avx512_bf16()) {
-    matmul_bf16_avx512(x, m, k, w, y, ldy, pool);
+    matmul_bf16_avx512(x, m, k, w, y, ldy, pool, acts);
     return;
   }
   // Otherwise the AVX-512 level adds nothing to the float kernels (kernels/cpu/isa.h).
@@ -150,8 +153,9 @@ void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView
       n, [&](int64_t r0, int64_t r1) { fn(x, m, k, w.data, w.dtype, r0, r1, y, ldy); }, grain);
 }
 
-void matmul(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy, ThreadPool& pool) {
-  matmul_with(active_isa(), x, m, k, w, y, ldy, pool);
+void matmul(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy, ThreadPool& pool,
+            Bf16Activations acts) {
+  matmul_with(active_isa(), x, m, k, w, y, ldy, pool, acts);
 }
 
 }  // namespace tandem::kernels

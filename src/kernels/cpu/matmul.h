@@ -18,12 +18,20 @@
 
 namespace tandem::kernels {
 
+// How float32 activations meet BF16 weights in the AVX512_BF16 kernel
+// (matmul_avx512.cpp); every other path ignores it.
+enum class Bf16Activations {
+  kSplit,  // x = hi + lo, two bf16 halves: float32 parity (logits within 1e-5 of transformers in float32)
+  kRound,  // x rounded once to bf16, as transformers in bfloat16 and llama.cpp compute: ~1.6x prefill, ~1e-3
+};
+
 // w must be rank 2 with shape [n, k]. y has row stride ldy >= n.
-void matmul(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy, ThreadPool& pool);
+void matmul(const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy, ThreadPool& pool,
+            Bf16Activations acts = Bf16Activations::kSplit);
 
 // Same, on a chosen backend (tests compare them).
 void matmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorView& w, float* y, int64_t ldy,
-                 ThreadPool& pool);
+                 ThreadPool& pool, Bf16Activations acts = Bf16Activations::kSplit);
 
 // Backend entry: rows [r0, r1) of w against all m rows of x.
 using MatmulRowsFn = void (*)(const float* x, int64_t m, int64_t k, const void* w, DType wtype, int64_t r0,
@@ -39,6 +47,7 @@ void matmul_rows_avx2(const float* x, int64_t m, int64_t k, const void* w, DType
 // multiple of 32, so the kernel reads whole vectors.
 struct Bf16Acts {
   int64_t m = 0, k = 0, kp = 0;
+  bool split = true;               // false: hi only (Bf16Activations::kRound), lo unused
   AlignedBuffer<uint16_t> hi, lo;  // [m, kp]
   // Keeps the allocation when big enough.
   void resize(int64_t rows, int64_t cols);
