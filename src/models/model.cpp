@@ -176,6 +176,33 @@ TensorView Model::matrix(const std::string& name, std::vector<int64_t> shape, co
   return t;
 }
 
+TensorView Model::join_rows(std::initializer_list<TensorView*> parts) {
+  const TensorView& first = **parts.begin();
+  std::vector<std::vector<HostBuffer>::iterator> bufs;
+  int64_t rows = 0;
+  for (TensorView* t : parts) {
+    if (t->dtype != first.dtype || t->rank() != 2 || t->dim(1) != first.dim(1)) return {};
+    auto it = std::find_if(owned_.begin(), owned_.end(), [&](const HostBuffer& b) { return b.data() == t->data; });
+    if (it == owned_.end()) return {};  // in a file mapping, or inside a larger buffer
+    bufs.push_back(it);
+    rows += t->dim(0);
+  }
+  TensorView joined{first.dtype, {rows, first.dim(1)}, nullptr};
+  HostBuffer buf(joined.nbytes());
+  size_t at = 0;
+  for (TensorView* t : parts) {
+    std::memcpy(buf.data() + at, t->data, t->nbytes());
+    t->data = buf.data() + at;
+    at += t->nbytes();
+  }
+  joined.data = buf.data();
+  // Free the parts' buffers (highest position first, so the iterators stay valid).
+  std::sort(bufs.begin(), bufs.end(), [](auto a, auto b) { return a > b; });
+  for (auto it : bufs) owned_.erase(it);
+  owned_.push_back(std::move(buf));
+  return joined;
+}
+
 std::vector<float> Model::vector(const std::string& name, int64_t n) {
   std::string file;
   TensorView t = lookup(name, file);
@@ -243,6 +270,19 @@ void Model::load_weights(const LoadOptions& opts) {
       L.b_up = vector(p + "mlp.up_proj.bias", F);
       L.b_down = vector(p + "mlp.down_proj.bias", H);
     }
+    // q, k, v as one matrix and gate, up as another, when they share a dtype
+    // and the memory is ours: a decode step then streams each set in one
+    // matmul, with one thread-pool barrier instead of three or two (same
+    // products, row for row). Interleaved groups of 16 rows join the same way.
+    static const bool env_no_join = std::getenv("TANDEM_NO_JOIN") != nullptr;  // A/B measurements
+    if (opts.join_matrices && !env_no_join) {
+      if (!arch_.fused_qkv) L.wqkv = join_rows({&L.wq, &L.wk, &L.wv});
+      if (!arch_.fused_gate_up && !arch_.mlp_bias) L.w_gate_up = join_rows({&L.w_gate, &L.w_up});
+    }
+  }
+  for (const LayerWeights& L : layers_) {
+    any_wqkv_ = any_wqkv_ || L.wqkv.data != nullptr;
+    any_w_gate_up_ = any_w_gate_up_ || L.w_gate_up.data != nullptr;
   }
   final_norm_ = vector("model.norm.weight", H);
   if (cfg_.tie_word_embeddings) {
@@ -329,8 +369,8 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
   ensure_size(ws.k, static_cast<size_t>(T * KD));
   ensure_size(ws.v, static_cast<size_t>(T * KD));
   ensure_size(ws.att, static_cast<size_t>(T * QD));
-  if (arch_.fused_qkv) ensure_size(ws.qkv, static_cast<size_t>(T * (QD + 2 * KD)));
-  if (arch_.fused_gate_up) ensure_size(ws.hidden, static_cast<size_t>(T * 2 * F));
+  if (any_wqkv_) ensure_size(ws.qkv, static_cast<size_t>(T * (QD + 2 * KD)));
+  if (any_w_gate_up_) ensure_size(ws.hidden, static_cast<size_t>(T * 2 * F));
   ensure_size(ws.gate, static_cast<size_t>(T * F));
   ensure_size(ws.up, static_cast<size_t>(T * F));
 
@@ -367,7 +407,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     const LayerWeights& L = layers_[l];
     const int type = static_cast<int>(L.type);
     kernels::rmsnorm(x, L.attn_norm.data(), arch_.norm_offset, T, H, eps, xb);
-    if (arch_.fused_qkv) {
+    if (L.wqkv.data != nullptr) {
       const int64_t W = QD + 2 * KD;
       kernels::matmul(xb, T, H, L.wqkv, ws.qkv.data(), W, pool, bf16_acts_);
       for (int64_t t = 0; t < T; ++t) {
@@ -457,7 +497,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     kernels::rmsnorm(x, L.ffn_norm.data(), arch_.norm_offset, T, H, eps, xb);
     float* gate = ws.gate.data();
     float* up = ws.up.data();
-    if (arch_.fused_gate_up) {
+    if (L.w_gate_up.data != nullptr) {
       kernels::matmul(xb, T, H, L.w_gate_up, ws.hidden.data(), 2 * F, pool, bf16_acts_);
       for (int64_t t = 0; t < T; ++t) {
         std::memcpy(gate + t * F, ws.hidden.data() + t * 2 * F, static_cast<size_t>(F) * sizeof(float));

@@ -53,6 +53,10 @@ struct LoadOptions {
   // faster; logits move ~1e-3 relative from the float32 reference, so the
   // parity fixtures (1e-5) are not met. Default off. (kernels/cpu/matmul.h)
   bool bf16_activations = false;
+  // Join q/k/v and gate/up into one matrix each at load when they share a
+  // dtype and are copies (not a file mapping): fewer, longer matmuls per
+  // decode step. Off only for A/B measurements (TANDEM_NO_JOIN=1 as well).
+  bool join_matrices = true;
 };
 
 // One transformer block's weights. Matrices are views into the mapped file (or
@@ -62,7 +66,7 @@ struct LayerWeights {
   formats::LayerType type = formats::LayerType::kFull;
   std::vector<float> attn_norm;      // [H] input_layernorm
   TensorView wq, wk, wv;             // [Nq*D, H], [Nkv*D, H], [Nkv*D, H]
-  TensorView wqkv;                   // [(Nq+2*Nkv)*D, H] when fused (Phi-3)
+  TensorView wqkv;                   // [(Nq+2*Nkv)*D, H] when fused (Phi-3, or joined at load)
   std::vector<float> bq, bk, bv;     // biases (Qwen2), same rows
   std::vector<float> q_norm, k_norm; // [D] (Qwen3, Gemma3)
   TensorView wo;                     // [H, Nq*D]
@@ -71,7 +75,7 @@ struct LayerWeights {
   std::vector<float> ffn_norm;       // [H] pre-MLP norm
   std::vector<float> post_ffn_norm;  // [H] Gemma sandwich: applied to the MLP output
   TensorView w_gate, w_up;           // [F, H] each
-  TensorView w_gate_up;              // [2*F, H] when fused (Phi-3)
+  TensorView w_gate_up;              // [2*F, H] when fused (Phi-3, or joined at load)
   TensorView w_down;                 // [H, F]
   std::vector<float> b_gate, b_up, b_down;
 };
@@ -135,6 +139,10 @@ class Model {
   TensorView matrix(const std::string& name, std::vector<int64_t> shape, const LoadOptions& opts,
                     WeightRole role = WeightRole::kLinear);
   std::vector<float> vector(const std::string& name, int64_t n);
+  // Joins matrices of one dtype and width, each in a buffer of its own in
+  // owned_, into one (their rows concatenated), and points the parts into it.
+  // Returns an empty view (data null) when they cannot be joined.
+  TensorView join_rows(std::initializer_list<TensorView*> parts);
   void embed(std::span<const SeqInput> batch, float* x) const;
   // A weight from the checkpoint, or from prepared_ when there is none (GGUF);
   // `file` receives the file it came from, for messages.
@@ -163,6 +171,7 @@ class Model {
   std::vector<Rope> ropes_;          // index: LayerType
   float embed_scale_ = 1.0f;         // Gemma: sqrt(H), rounded like transformers' buffer
   kernels::Bf16Activations bf16_acts_ = kernels::Bf16Activations::kSplit;  // LoadOptions::bf16_activations
+  bool any_wqkv_ = false, any_w_gate_up_ = false;  // some layer has a joined matrix (forward sizes ws for it)
 };
 
 }  // namespace tandem::models

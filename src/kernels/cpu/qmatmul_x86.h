@@ -264,6 +264,18 @@ inline void tile(DType t, const uint8_t* w, int64_t k, const QuantizedActs& xa, 
 // each sum starts at -128 * (sum of the activation block). The f16 scales of the
 // 16 rows are one conversion, shared by the MR rows; the 16 outputs of a row
 // are contiguous in y.
+// Software prefetch of the kPrefetchAhead-th byte after each 64-byte line of
+// [p, p + N): the interleaved kernels stream their groups in order, and the
+// hardware prefetcher alone starts cold at every range the thread pool hands
+// out (a decode step has ~120 matmuls of a few ranges each). Measured on
+// 0.5B Q8_0 decode, 2 threads, 5 alternating runs: +8.1% (4 KiB ahead; 2 KiB
+// was 7% slower than 4 KiB, 8 KiB about equal, 16 KiB 4% slower).
+constexpr int64_t kPrefetchAhead = 4096;
+template <int64_t N>
+inline void prefetch_ahead(const uint8_t* p) {
+  for (int64_t o = 0; o < N; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + o), _MM_HINT_T0);
+}
+
 template <int MR>
 inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
   const uint8_t* scales = grp;
@@ -275,6 +287,7 @@ inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, floa
     __m512i isum[MR];
     for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-128 * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
     const uint8_t* qb = quants + 512 * b;
+    prefetch_ahead<512>(qb);
     for (int c = 0; c < 8; ++c) {
       const __m512i wv = _mm512_loadu_si512(qb + 64 * c);
       for (int i = 0; i < MR; ++i) {
@@ -304,6 +317,7 @@ inline void tile_q4_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, flo
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const uint8_t* blk = grp + 2368 * sb;
+    prefetch_ahead<2368>(blk);
     __m512i isum[MR], msum[MR];
     for (int i = 0; i < MR; ++i) {
       isum[i] = _mm512_setzero_si512();
@@ -378,6 +392,7 @@ inline void tile_q4_q5x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, flo
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + kBlock * b;
+    prefetch_ahead<kBlock>(blk);
     __m512i isum[MR];
     for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-kOffset * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
     for (int t = 0; t < 4; ++t) {
@@ -430,6 +445,7 @@ inline void tile_q6_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, flo
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const uint8_t* blk = grp + 3360 * sb;
+    prefetch_ahead<3360>(blk);
     __m512i ssum[MR], msum[MR];
     for (int i = 0; i < MR; ++i) {
       ssum[i] = _mm512_setzero_si512();
