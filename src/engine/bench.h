@@ -25,7 +25,7 @@ struct BenchResult {
   int64_t prompt_len = 0, gen = 0;
   double prefill_tok_s = 0, decode_tok_s = 0;
   uint64_t decode_bytes = 0;     // weight bytes read per decoded token
-  double read_bandwidth = 0;     // bytes/s
+  double read_bandwidth = 0;     // bytes/s, the higher of samples just before and after decode
   double roofline_tok_s = 0;     // read_bandwidth / decode_bytes
   double roofline_fraction = 0;  // decode_tok_s / roofline_tok_s
 };
