@@ -1,6 +1,6 @@
 // Per-step synchronization cost of the thread pool: the round trip of a
 // parallel_for whose ranges do (almost) nothing, as a decode step pays it
-// once per matmul (about 7 per layer). Usage: bench_thread_pool [THREADS]
+// once per matmul (5 per layer). Usage: bench_thread_pool [THREADS]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
