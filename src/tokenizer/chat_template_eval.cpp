@@ -14,6 +14,19 @@ struct Context {
   size_t work = 0;
   size_t loop_iterations = 0;
   int call_depth = 0;
+  // Every namespace (and loop object) made during the render. A template can
+  // store a namespace in itself (`{% set ns.x = ns %}`), a shared_ptr cycle
+  // that would leak (found by fuzz_chat_template); emptying them all when the
+  // render ends, normally or by an error, breaks every cycle.
+  std::vector<std::weak_ptr<Namespace>> namespaces;
+  Context() = default;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context() {
+    for (auto& w : namespaces) {
+      if (auto p = w.lock()) p->attrs.clear();
+    }
+  }
 };
 
 void charge(Context& ctx, size_t n, int line) {
@@ -300,6 +313,7 @@ Value call_global(Context& ctx, const std::string& name, const std::vector<Value
   }
   if (name == "namespace" || name == "dict") {
     auto ns = std::make_shared<Namespace>();
+    ctx.namespaces.push_back(ns);
     for (const auto& a : args) {
       if (!a.is_dict()) fail(name + "() positional argument must be a dict", line);
       for (const auto& [k, v] : a.j().items()) ns->attrs[k] = Value::child_of(a, v);
@@ -521,6 +535,7 @@ Flow exec_for(Context& ctx, const Stmt& s) {
     if (++ctx.loop_iterations > kMaxLoopIterations) fail("too many loop iterations", s.line);
     bind_targets(ctx, s.targets, items[i], s.line);
     auto loop = std::make_shared<Namespace>();
+    ctx.namespaces.push_back(loop);
     loop->is_loop = true;
     auto& a = loop->attrs;
     int64_t idx = static_cast<int64_t>(i), len = static_cast<int64_t>(n);

@@ -299,5 +299,16 @@ TEST(ChatTemplate, TojsonKeepsTheKeyOrderOfTheInput) {
   EXPECT_EQ(t.render(in), R"({"type": "function", "function": {"name": "f", "parameters": {"zeta": 1, "alpha": 2}}}|zetaalpha)");
 }
 
+// A namespace stored in itself, directly or through another namespace or a
+// loop object, is a reference cycle; the render frees it anyway (the ASan
+// build's leak checker fails this test otherwise; found by fuzz_chat_template).
+TEST(ChatTemplateNamespace, CyclesAreFreed) {
+  EXPECT_EQ(render("{% set ns = namespace(n=1) %}{% set ns.self = ns %}{{ ns.self.self.n }}"), "1");
+  EXPECT_EQ(render("{% set a = namespace() %}{% set b = namespace(a=a) %}{% set a.b = b %}{{ a.b.a.b is defined }}"),
+            "True");
+  EXPECT_EQ(render("{% set ns = namespace() %}{% for x in [ns] %}{% set ns.l = loop %}{% endfor %}ok"), "ok");
+  EXPECT_NE(error_of("{% set ns = namespace() %}{% set ns.self = ns %}{{ ns.missing.x }}"), "<no error>");
+}
+
 }  // namespace
 }  // namespace tandem::tokenizer
