@@ -5,6 +5,7 @@
 #include "base/thread_pool.h"
 #include "engine/generate.h"
 #include "kernels/cpu/isa.h"
+#include "models/logits_util.h"
 #include "models/model.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -50,11 +51,7 @@ TEST(DemoModel, LogitsMatchReference) {
   ASSERT_EQ(want.shape[0], static_cast<int64_t>(ids.size()));
   ThreadPool pool(2);
   const size_t V = static_cast<size_t>(model->vocab_size());
-  std::vector<float> got(ids.size() * V);
-  auto cache = model->new_cache();
-  models::Workspace ws;
-  models::SeqInput in{ids, &cache, true, got.data()};
-  model->forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
+  const std::vector<float> got = testing::logits_all(*model, ids, pool);
   for (size_t r = 0; r < ids.size(); ++r) {
     EXPECT_LE(testing::rel_l2(got.data() + r * V, want.data.data() + r * V, V), 1e-4) << "position " << r;
   }
@@ -77,11 +74,7 @@ TEST(DemoModel, Bf16ActivationsStayCloseToReference) {
   auto want = testing::read_f32(demo_dir() / "reference.safetensors", "logits_0");
   ThreadPool pool(2);
   const size_t V = static_cast<size_t>(model->vocab_size());
-  std::vector<float> got(ids.size() * V);
-  auto cache = model->new_cache();
-  models::Workspace ws;
-  models::SeqInput in{ids, &cache, true, got.data()};
-  model->forward(std::span<const models::SeqInput>(&in, 1), ws, pool);
+  const std::vector<float> got = testing::logits_all(*model, ids, pool);
   double worst = 0;
   for (size_t r = 0; r < ids.size(); ++r) {
     const double e = testing::rel_l2(got.data() + r * V, want.data.data() + r * V, V);
