@@ -1,5 +1,6 @@
 // tandem bench: prefill and decode throughput of a model on this machine,
 // against the machine's read bandwidth measured in the same run.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -24,9 +25,44 @@ struct BenchArgs {
   int threads = 0;
   int64_t prompt_len = 512;
   int64_t gen = 128;
+  int64_t depth = 0;
   int reps = 3;
   bool json = false;
+  bool profile = false;
 };
+
+// Per operation: ms per decoded token, share of the step, and for matmuls the
+// rate their matrices streamed at (against the roofline's read bandwidth).
+void print_profile(const models::StepProfile& p, double read_bandwidth) {
+  double total = 0;
+  for (double s : p.seconds) total += s;
+  const double n = static_cast<double>(std::max<int64_t>(1, p.steps));
+  std::printf("\ndecode step, %lld steps profiled: %.3f ms per token\n", static_cast<long long>(p.steps),
+              total / n * 1e3);
+  std::printf("| operation | ms/token | share | GB/s | of read bandwidth |\n|---|---|---|---|---|\n");
+  for (int op = 0; op < models::StepProfile::kCount; ++op) {
+    const double s = p.seconds[op];
+    if (p.bytes[op] > 0) {
+      const double gbs = static_cast<double>(p.bytes[op]) / s / 1e9;
+      std::printf("| %s | %.3f | %.1f%% | %.1f | %.2f |\n", models::StepProfile::name(op), s / n * 1e3,
+                  100 * s / total, gbs, gbs * 1e9 / read_bandwidth);
+    } else {
+      std::printf("| %s | %.3f | %.1f%% | | |\n", models::StepProfile::name(op), s / n * 1e3, 100 * s / total);
+    }
+  }
+}
+
+nlohmann::ordered_json profile_json(const models::StepProfile& p) {
+  nlohmann::ordered_json j;
+  const double n = static_cast<double>(std::max<int64_t>(1, p.steps));
+  for (int op = 0; op < models::StepProfile::kCount; ++op) {
+    nlohmann::ordered_json o;
+    o["ms_per_token"] = p.seconds[op] / n * 1e3;
+    if (p.bytes[op] > 0) o["gb_s"] = static_cast<double>(p.bytes[op]) / p.seconds[op] / 1e9;
+    j[models::StepProfile::name(op)] = o;
+  }
+  return j;
+}
 
 int run(const BenchArgs& a) {
   models::LoadOptions lo;
@@ -40,6 +76,8 @@ int run(const BenchArgs& a) {
   bo.prompt_len = a.prompt_len;
   bo.gen = a.gen;
   bo.reps = a.reps;
+  bo.depth = a.depth;
+  bo.profile = a.profile;
   const engine::BenchResult r = engine::run_bench(*model, bo, pool);
   const models::ModelInfo info = model->info();
   const std::string isa(kernels::isa_name(kernels::active_isa()));
@@ -56,23 +94,27 @@ int run(const BenchArgs& a) {
     j["load_s"] = load_s;
     j["prompt_len"] = r.prompt_len;
     j["gen"] = r.gen;
+    j["depth"] = r.depth;
     j["prefill_tok_s"] = r.prefill_tok_s;
     j["decode_tok_s"] = r.decode_tok_s;
     j["decode_bytes_per_token"] = r.decode_bytes;
     j["read_bandwidth_gb_s"] = r.read_bandwidth / 1e9;
     j["roofline_tok_s"] = r.roofline_tok_s;
     j["roofline_fraction"] = r.roofline_fraction;
+    if (a.profile) j["decode_profile"] = profile_json(r.profile);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("| model | weights | size | threads | isa | prefill %lld tok/s | decode tok/s | bytes/token | read GB/s | "
+  const std::string decode_col = r.depth > 0 ? "decode @" + std::to_string(r.depth) + " tok/s" : "decode tok/s";
+  std::printf("| model | weights | size | threads | isa | prefill %lld tok/s | %s | bytes/token | read GB/s | "
               "roofline tok/s | decode/roofline |\n",
-              static_cast<long long>(r.prompt_len));
+              static_cast<long long>(r.prompt_len), decode_col.c_str());
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::printf("| %s | %s | %s | %d | %s | %.1f | %.1f | %s | %.1f | %.1f | %.2f |\n", a.model.c_str(),
               info.weight_dtypes.c_str(), format_bytes(info.weight_bytes).c_str(), pool.size(), isa.c_str(),
               r.prefill_tok_s, r.decode_tok_s, format_bytes(r.decode_bytes).c_str(), r.read_bandwidth / 1e9,
               r.roofline_tok_s, r.roofline_fraction);
+  if (a.profile) print_profile(r.profile, r.read_bandwidth);
   return 0;
 }
 
@@ -89,8 +131,13 @@ Runner add_bench(CLI::App& app) {
   c->add_option("--threads", a->threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--prompt-len", a->prompt_len, "Prefill length in tokens")->check(CLI::PositiveNumber);
   c->add_option("--gen", a->gen, "Decoded tokens (batch 1)")->check(CLI::PositiveNumber);
+  c->add_option("--depth", a->depth, "Decode after this many tokens of context (filled untimed; llama-bench -d)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--reps", a->reps, "Timed repetitions per phase (median reported)")->check(CLI::PositiveNumber);
   c->add_flag("--json", a->json, "Print one JSON object instead of a table");
+  c->add_flag("--profile", a->profile,
+              "After the timed runs, one more decode run timed per operation (norms, each matmul with its GB/s, "
+              "attention, ...)");
   return [a] { return run(*a); };
 }
 

@@ -55,14 +55,16 @@ BenchResult run_bench(const models::Model& model, const BenchOptions& opts, Thre
   const int64_t V = model.vocab_size();
   const int64_t ctx = model.config().max_position_embeddings;
   if (opts.prompt_len < 1 || opts.gen < 1) throw Error("bench: --prompt-len and --gen must be at least 1");
-  if (opts.prompt_len > ctx || opts.gen + 1 > ctx) {
-    throw Error("bench: --prompt-len " + std::to_string(opts.prompt_len) + " / --gen " + std::to_string(opts.gen) +
-                " exceed the model's context of " + std::to_string(ctx));
+  if (opts.depth < 0) throw Error("bench: --depth must not be negative");
+  if (opts.prompt_len > ctx || opts.depth + opts.gen + 1 > ctx) {
+    throw Error("bench: --prompt-len " + std::to_string(opts.prompt_len) + " / --depth " + std::to_string(opts.depth) +
+                " + --gen " + std::to_string(opts.gen) + " exceed the model's context of " + std::to_string(ctx));
   }
   BenchResult r;
   r.prompt_len = opts.prompt_len;
   r.gen = opts.gen;
-  std::vector<int32_t> prompt(static_cast<size_t>(opts.prompt_len));
+  r.depth = opts.depth;
+  std::vector<int32_t> prompt(static_cast<size_t>(std::max(opts.prompt_len, opts.depth + 1)));
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<size_t>(V));
   std::vector<float> logits(static_cast<size_t>(V));
   models::Workspace ws;
@@ -72,13 +74,13 @@ BenchResult run_bench(const models::Model& model, const BenchOptions& opts, Thre
   };
   {  // warm-up: page in the weights, size the workspace
     auto c = model.new_cache(opts.prompt_len + 1);
-    step(prompt, c);
+    step(std::span<const int32_t>(prompt.data(), static_cast<size_t>(opts.prompt_len)), c);
   }
   std::vector<double> prefill, decode;
   for (int rep = 0; rep < std::max(1, opts.reps); ++rep) {
     auto c = model.new_cache(opts.prompt_len);
     auto t = Clock::now();
-    step(prompt, c);
+    step(std::span<const int32_t>(prompt.data(), static_cast<size_t>(opts.prompt_len)), c);
     prefill.push_back(static_cast<double>(opts.prompt_len) / since(t));
   }
   // The roofline is the read bandwidth measured just before and just after
@@ -87,15 +89,26 @@ BenchResult run_bench(const models::Model& model, const BenchOptions& opts, Thre
   // conservative roofline (a lower fraction).
   const double bw_before = measure_read_bandwidth(pool);
   for (int rep = 0; rep < std::max(1, opts.reps); ++rep) {
-    auto c = model.new_cache(opts.gen + 1);
+    auto c = model.new_cache(opts.depth + opts.gen + 1);
     int32_t tok = prompt[0];
-    step(std::span<const int32_t>(&tok, 1), c);
+    step(std::span<const int32_t>(prompt.data(), static_cast<size_t>(opts.depth + 1)), c);
     auto t = Clock::now();
     for (int64_t i = 0; i < opts.gen; ++i) {
       tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       step(std::span<const int32_t>(&tok, 1), c);
     }
     decode.push_back(static_cast<double>(opts.gen) / since(t));
+  }
+  if (opts.profile) {  // untimed: the clock reads are not in the numbers above
+    auto c = model.new_cache(opts.depth + opts.gen + 1);
+    int32_t tok = prompt[0];
+    step(std::span<const int32_t>(prompt.data(), static_cast<size_t>(opts.depth + 1)), c);
+    ws.profile = &r.profile;
+    for (int64_t i = 0; i < opts.gen; ++i) {
+      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      step(std::span<const int32_t>(&tok, 1), c);
+    }
+    ws.profile = nullptr;
   }
   r.prefill_tok_s = median(prefill);
   r.decode_tok_s = median(decode);

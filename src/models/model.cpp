@@ -1,6 +1,7 @@
 #include "models/model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,28 @@ namespace tandem::models {
 using formats::LayerType;
 
 namespace {
+
+// Attributes the time since the previous mark to one operation of a
+// StepProfile; does nothing when no profile is attached.
+class Lap {
+ public:
+  explicit Lap(StepProfile* p) : p_(p) {
+    if (p_ != nullptr) t_ = std::chrono::steady_clock::now();
+  }
+  void operator()(StepProfile::Op op, uint64_t bytes = 0) {
+    if (p_ == nullptr) return;
+    const auto now = std::chrono::steady_clock::now();
+    p_->seconds[op] += std::chrono::duration<double>(now - t_).count();
+    p_->bytes[op] += bytes;
+    t_ = now;
+  }
+
+ private:
+  StepProfile* p_;
+  std::chrono::steady_clock::time_point t_;
+};
+
+uint64_t bytes_of(const TensorView& w) { return w.data != nullptr ? w.nbytes() : 0; }
 
 std::string layer_prefix(int64_t i) { return "model.layers." + std::to_string(i) + "."; }
 
@@ -361,6 +384,8 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     R += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
   }
   if (T == 0) return;
+  Lap lap(ws.profile);
+  if (ws.profile != nullptr) ++ws.profile->steps;
 
   ensure_size(ws.x, static_cast<size_t>(T * H));
   ensure_size(ws.xb, static_cast<size_t>(T * H));
@@ -402,11 +427,13 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
   float* k = ws.k.data();
   float* v = ws.v.data();
   embed(batch, x);
+  lap(StepProfile::kEmbed);
 
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerWeights& L = layers_[l];
     const int type = static_cast<int>(L.type);
     kernels::rmsnorm(x, L.attn_norm.data(), arch_.norm_offset, T, H, eps, xb);
+    lap(StepProfile::kNorm);
     if (L.wqkv.data != nullptr) {
       const int64_t W = QD + 2 * KD;
       kernels::matmul(xb, T, H, L.wqkv, ws.qkv.data(), W, pool, bf16_acts_);
@@ -421,6 +448,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
       kernels::matmul(xb, T, H, L.wk, k, KD, pool, bf16_acts_);
       kernels::matmul(xb, T, H, L.wv, v, KD, pool, bf16_acts_);
     }
+    lap(StepProfile::kQkv, L.wqkv.data != nullptr ? bytes_of(L.wqkv) : bytes_of(L.wq) + bytes_of(L.wk) + bytes_of(L.wv));
     if (!L.bq.empty()) {
       kernels::add_bias(q, L.bq.data(), T, QD);
       kernels::add_bias(k, L.bk.data(), T, KD);
@@ -438,6 +466,7 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
       kernels::rope_apply(q + t * QD, Nq, D, rot, c, s);
       kernels::rope_apply(k + t * KD, Nkv, D, rot, c, s);
     }
+    lap(StepProfile::kRope);
 
     kernels::AttentionParams ap;
     ap.n_heads = Nq;
@@ -488,13 +517,17 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
       t0 += j.n_q;
     }
     kernels::attention_paged_batch(jobs, ap, pool);
+    lap(StepProfile::kAttention);
 
     kernels::matmul(ws.att.data(), T, QD, L.wo, xb2, H, pool, bf16_acts_);
+    lap(StepProfile::kOut, bytes_of(L.wo));
     if (!L.bo.empty()) kernels::add_bias(xb2, L.bo.data(), T, H);
     if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_attn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
     kernels::add_inplace(x, xb2, T * H);
+    lap(StepProfile::kOther);
 
     kernels::rmsnorm(x, L.ffn_norm.data(), arch_.norm_offset, T, H, eps, xb);
+    lap(StepProfile::kNorm);
     float* gate = ws.gate.data();
     float* up = ws.up.data();
     if (L.w_gate_up.data != nullptr) {
@@ -507,6 +540,8 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
       kernels::matmul(xb, T, H, L.w_gate, gate, F, pool, bf16_acts_);
       kernels::matmul(xb, T, H, L.w_up, up, F, pool, bf16_acts_);
     }
+    lap(StepProfile::kGateUp,
+        L.w_gate_up.data != nullptr ? bytes_of(L.w_gate_up) : bytes_of(L.w_gate) + bytes_of(L.w_up));
     if (!L.b_gate.empty()) {
       kernels::add_bias(gate, L.b_gate.data(), T, F);
       kernels::add_bias(up, L.b_up.data(), T, F);
@@ -516,10 +551,13 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     } else {
       kernels::gelu_tanh_mul(gate, up, T * F, gate);
     }
+    lap(StepProfile::kAct);
     kernels::matmul(gate, T, F, L.w_down, xb2, H, pool, bf16_acts_);
+    lap(StepProfile::kDown, bytes_of(L.w_down));
     if (!L.b_down.empty()) kernels::add_bias(xb2, L.b_down.data(), T, H);
     if (arch_.sandwich_norms) kernels::rmsnorm(xb2, L.post_ffn_norm.data(), arch_.norm_offset, T, H, eps, xb2);
     kernels::add_inplace(x, xb2, T * H);
+    lap(StepProfile::kOther);
   }
 
   // Final-normed hidden states of every token, for the sequences that ask (embeddings).
@@ -544,7 +582,9 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     t += n;
   }
   kernels::rmsnorm(xb, final_norm_.data(), arch_.norm_offset, R, H, eps, xb);
+  lap(StepProfile::kNorm);
   kernels::matmul(xb, R, H, lm_head_, ws.logits.data(), V, pool, bf16_acts_);
+  lap(StepProfile::kHead, bytes_of(lm_head_));
   if (arch_.final_softcap > 0.0f) kernels::softcap_inplace(ws.logits.data(), R * V, arch_.final_softcap);
   r = 0;
   for (const auto& s : batch) {
@@ -555,6 +595,14 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     r += rows;
   }
   for (const auto& s : batch) s.cache->set_length(s.cache->length() + static_cast<int64_t>(s.tokens.size()));
+  lap(StepProfile::kOther);
+}
+
+const char* StepProfile::name(int op) {
+  static constexpr const char* kNames[kCount] = {"embedding", "norms",    "q/k/v matmul", "rope",        "attention",
+                                                  "out matmul", "gate/up matmul", "activation", "down matmul",
+                                                  "head matmul", "other (copies, residual)"};
+  return op >= 0 && op < kCount ? kNames[op] : "?";
 }
 
 }  // namespace tandem::models

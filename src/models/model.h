@@ -90,8 +90,21 @@ struct SeqInput {
   float* hidden = nullptr;  // [tokens.size(), hidden_size] final-normed hidden states; may be null
 };
 
+// Where forward()'s time goes, per kind of operation (`tandem bench
+// --profile`). Each mark attributes the time since the previous one, so the
+// parts add up to the whole step; the matrices' bytes give each matmul's
+// streaming rate. Costs two clock reads per operation when attached.
+struct StepProfile {
+  enum Op { kEmbed, kNorm, kQkv, kRope, kAttention, kOut, kGateUp, kAct, kDown, kHead, kOther, kCount };
+  static const char* name(int op);
+  double seconds[kCount] = {};
+  uint64_t bytes[kCount] = {};  // matrix bytes read
+  int64_t steps = 0;            // forward() calls profiled
+};
+
 // Scratch memory for forward(); reused across calls, one per caller thread.
 struct Workspace {
+  StepProfile* profile = nullptr;  // when set, forward() adds its time here
   std::vector<float> x, xb, xb2, q, k, v, qkv, att, gate, up, hidden, logits;
   std::vector<float> rope_cos, rope_sin;  // [layer type][token][rot/2]
   std::vector<const float*> k_blocks, v_blocks;  // every sequence's block table for one layer, back to back

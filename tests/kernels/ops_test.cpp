@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 namespace tandem {
@@ -85,6 +86,25 @@ TEST(Ops, AttentionMatchesNaiveReference) {
       reference_attention(q, k, v, n_q, pos0, p, ref);
       for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], ref[i], 1e-5) << "window " << window;
     }
+  }
+}
+
+// Decode-like shapes of real models: 14 query heads on 2 key/value heads of 64
+// (Qwen2.5-0.5B) and 8 on 8 of 96 (no grouping), at a context past the vector
+// width, through the active ISA's kernel.
+TEST(Ops, AttentionMatchesNaiveReferenceAtModelShapes) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd;
+  ThreadPool pool(2);
+  for (auto [heads, kv_heads, hd] : {std::tuple<int64_t, int64_t, int64_t>{14, 2, 64}, {8, 8, 96}}) {
+    kernels::AttentionParams p{heads, kv_heads, hd, 1.0f / std::sqrt(float(hd)), 0.0f, 0};
+    const int64_t pos0 = 137, n_q = 3, ctx = pos0 + n_q, kvd = kv_heads * hd;
+    std::vector<float> q(size_t(n_q * heads * hd)), k(size_t(ctx * kvd)), v(size_t(ctx * kvd)), out(q.size());
+    for (auto* vec : {&q, &k, &v}) for (float& x : *vec) x = nd(rng);
+    kernels::attention(q.data(), n_q, pos0, k.data(), v.data(), kvd, p, out.data(), pool);
+    std::vector<double> ref;
+    reference_attention(q, k, v, n_q, pos0, p, ref);
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 1e-5) << heads << "/" << kv_heads << " at " << i;
   }
 }
 

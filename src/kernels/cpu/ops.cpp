@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/vec.h"
 
 namespace tandem::kernels {
@@ -62,49 +63,55 @@ void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, co
 
 namespace {
 
-// One implementation for contiguous and paged keys/values: krow(j) and vrow(j)
-// give the row of position j, so every layout and batching does the same
-// arithmetic in the same order (a batched, paged forward equals the
-// one-sequence one bit for bit). Computes query qi, head h.
-template <typename KRow, typename VRow>
-void attend_one(const float* q, int64_t qi, int64_t h, int64_t pos0, const KRow& krow, const VRow& vrow,
-                const AttentionParams& p, float* scores, float* acc, float* out) {
+// One implementation for contiguous and paged keys/values (KvRows), so every
+// layout and batching does the same arithmetic in the same order (a batched,
+// paged forward equals the one-sequence one bit for bit). Query qi against key/
+// value head kvh, for all the query heads that share it (attention.h).
+// Per-thread scratch of attend_group for contexts up to `ctx` positions.
+struct AttendScratch {
+  std::vector<float> scores;
+  std::vector<const float*> rows;
+  AttendScratch(int64_t group, int64_t ctx)
+      : scores(static_cast<size_t>(attend_scores_size(group, ctx))), rows(static_cast<size_t>(2 * ctx)) {}
+};
+
+void attend_query(const float* q, int64_t qi, int64_t kvh, int64_t pos0, const KvRows& k, const KvRows& v,
+                  const AttentionParams& p, AttendScratch& scratch, float* out) {
   const int64_t group = p.n_heads / p.n_kv_heads;
   const int64_t hd = p.head_dim;
   const int64_t q_stride = p.n_heads * hd;
-  const int64_t kvh = h / group;
   const int64_t pos = pos0 + qi;
-  const int64_t first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
-  const float* qh = q + qi * q_stride + h * hd;
-  float max_s = -INFINITY;
-  for (int64_t j = first; j <= pos; ++j) {
-    float s = vec::dot(qh, krow(j) + kvh * hd, hd) * p.scale;
-    if (p.softcap > 0.0f) s = std::tanh(s / p.softcap) * p.softcap;
-    scores[j] = s;
-    max_s = std::max(max_s, s);
-  }
-  float sum = 0.0f;
-  for (int64_t j = first; j <= pos; ++j) {
-    float e = std::exp(scores[j] - max_s);
-    scores[j] = e;
-    sum += e;
-  }
-  const float inv = 1.0f / sum;
-  std::fill(acc, acc + hd, 0.0f);
-  for (int64_t j = first; j <= pos; ++j) {
-    vec::axpy(scores[j] * inv, vrow(j) + kvh * hd, acc, hd);
-  }
-  std::copy(acc, acc + hd, out + qi * q_stride + h * hd);
+  AttendGroupArgs a;
+  a.q = q + qi * q_stride + kvh * group * hd;
+  a.group = group;
+  a.head_dim = hd;
+  a.k = k;
+  a.v = v;
+  a.kv_offset = kvh * hd;
+  a.first = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
+  a.last = pos;
+  a.scale = p.scale;
+  a.softcap = p.softcap;
+  a.scores = scratch.scores.data();
+  a.rows = scratch.rows.data();
+  a.out = out + qi * q_stride + kvh * group * hd;
+  attend_group(a);
 }
 
-template <typename KRow, typename VRow>
-void attention_impl(const float* q, int64_t n_q, int64_t pos0, const KRow& krow, const VRow& vrow,
+void check_heads(const AttentionParams& p) {
+  TANDEM_CHECK(p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0,
+               "attention: query heads are not a multiple of key/value heads");
+}
+
+// Work items are (query, key/value head) pairs.
+void attention_impl(const float* q, int64_t n_q, int64_t pos0, const KvRows& k, const KvRows& v,
                     const AttentionParams& p, float* out, ThreadPool& pool) {
-  pool.parallel_for(n_q * p.n_heads, [&](int64_t t0, int64_t t1) {
-    std::vector<float> scores(static_cast<size_t>(pos0 + n_q));
-    std::vector<float> acc(static_cast<size_t>(p.head_dim));
+  check_heads(p);
+  const int64_t group = p.n_heads / p.n_kv_heads;
+  pool.parallel_for(n_q * p.n_kv_heads, [&](int64_t t0, int64_t t1) {
+    AttendScratch scratch(group, pos0 + n_q);
     for (int64_t t = t0; t < t1; ++t) {
-      attend_one(q, t / p.n_heads, t % p.n_heads, pos0, krow, vrow, p, scores.data(), acc.data(), out);
+      attend_query(q, t / p.n_kv_heads, t % p.n_kv_heads, pos0, k, v, p, scratch, out);
     }
   });
 }
@@ -113,9 +120,10 @@ void attention_impl(const float* q, int64_t n_q, int64_t pos0, const KRow& krow,
 
 void attention(const float* q, int64_t n_q, int64_t pos0, const float* k, const float* v, int64_t kv_stride,
                const AttentionParams& p, float* out, ThreadPool& pool) {
-  attention_impl(
-      q, n_q, pos0, [&](int64_t j) { return k + j * kv_stride; }, [&](int64_t j) { return v + j * kv_stride; }, p,
-      out, pool);
+  const float* kb[1] = {k};
+  const float* vb[1] = {v};
+  const int64_t rows = std::max<int64_t>(1, pos0 + n_q);
+  attention_impl(q, n_q, pos0, KvRows{kb, rows, kv_stride}, KvRows{vb, rows, kv_stride}, p, out, pool);
 }
 
 void attention_paged(const float* q, int64_t n_q, int64_t pos0, std::span<const float* const> k_blocks,
@@ -124,16 +132,15 @@ void attention_paged(const float* q, int64_t n_q, int64_t pos0, std::span<const 
   TANDEM_CHECK(static_cast<int64_t>(k_blocks.size()) * block_size >= pos0 + n_q &&
                    k_blocks.size() == v_blocks.size(),
                "attention_paged: block table shorter than the context");
-  attention_impl(
-      q, n_q, pos0,
-      [&](int64_t j) { return k_blocks[static_cast<size_t>(j / block_size)] + (j % block_size) * kv_stride; },
-      [&](int64_t j) { return v_blocks[static_cast<size_t>(j / block_size)] + (j % block_size) * kv_stride; }, p,
-      out, pool);
+  attention_impl(q, n_q, pos0, KvRows{k_blocks.data(), block_size, kv_stride},
+                 KvRows{v_blocks.data(), block_size, kv_stride}, p, out, pool);
 }
 
 void attention_paged_batch(std::span<const PagedAttentionJob> jobs, const AttentionParams& p, ThreadPool& pool) {
-  // One parallel_for over every (sequence, query, head) of the batch: many short
-  // decode sequences would otherwise each pay a dispatch of their own.
+  // One parallel_for over every (sequence, query, key/value head) of the batch:
+  // many short decode sequences would otherwise each pay a dispatch of their own.
+  check_heads(p);
+  const int64_t group = p.n_heads / p.n_kv_heads;
   std::vector<int64_t> starts(jobs.size() + 1, 0);
   int64_t longest = 0;
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -141,24 +148,19 @@ void attention_paged_batch(std::span<const PagedAttentionJob> jobs, const Attent
     TANDEM_CHECK(static_cast<int64_t>(j.k_blocks.size()) * j.block_size >= j.pos0 + j.n_q &&
                      j.k_blocks.size() == j.v_blocks.size(),
                  "attention_paged_batch: block table shorter than the context");
-    starts[i + 1] = starts[i] + j.n_q * p.n_heads;
+    starts[i + 1] = starts[i] + j.n_q * p.n_kv_heads;
     longest = std::max(longest, j.pos0 + j.n_q);
   }
   pool.parallel_for(starts.back(), [&](int64_t t0, int64_t t1) {
-    std::vector<float> scores(static_cast<size_t>(longest));
-    std::vector<float> acc(static_cast<size_t>(p.head_dim));
+    AttendScratch scratch(group, longest);
     size_t i = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), t0) - starts.begin()) - 1;
     for (int64_t t = t0; t < t1; ++t) {
       while (t >= starts[i + 1]) ++i;
       const PagedAttentionJob& j = jobs[i];
       const int64_t local = t - starts[i];
-      auto krow = [&](int64_t r) {
-        return j.k_blocks[static_cast<size_t>(r / j.block_size)] + (r % j.block_size) * j.kv_stride;
-      };
-      auto vrow = [&](int64_t r) {
-        return j.v_blocks[static_cast<size_t>(r / j.block_size)] + (r % j.block_size) * j.kv_stride;
-      };
-      attend_one(j.q, local / p.n_heads, local % p.n_heads, j.pos0, krow, vrow, p, scores.data(), acc.data(), j.out);
+      attend_query(j.q, local / p.n_kv_heads, local % p.n_kv_heads, j.pos0,
+                   KvRows{j.k_blocks.data(), j.block_size, j.kv_stride},
+                   KvRows{j.v_blocks.data(), j.block_size, j.kv_stride}, p, scratch, j.out);
     }
   });
 }
