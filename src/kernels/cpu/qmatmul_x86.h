@@ -15,6 +15,7 @@
 
 #include "base/error.h"
 #include "kernels/cpu/qmatmul.h"
+#include "kernels/cpu/repack.h"
 
 // GCC 12 reports its own _mm512_undefined_ps() (used inside _mm512_cvtph_ps and
 // _mm512_cvtepi32_ps) as maybe-uninitialized (GCC bug 105593).
@@ -257,8 +258,9 @@ inline void tile(DType t, const uint8_t* w, int64_t k, const QuantizedActs& xa, 
 }
 
 #if TANDEM_QMATMUL_VNNI
-// Q8_0 interleaved by 16 rows (kernels/cpu/repack.h) against MR activation
-// rows: per 32-column block, eight 64-byte loads of weights, each multiplied by
+// Q8_0 interleaved by 16 rows (kernels/cpu/repack.h: block pairs of 64 bytes
+// of scales and 2 x 512 of weights) against MR activation rows: per 32-column
+// block, eight 64-byte loads of weights, each multiplied by
 // 4 activations broadcast to all lanes (one vpdpbusd per activation row), give
 // the 16 rows' integer dot products in one zmm; the weights are stored + 128, so
 // each sum starts at -128 * (sum of the activation block). The f16 scales of the
@@ -276,30 +278,40 @@ inline void prefetch_ahead(const uint8_t* p) {
   for (int64_t o = 0; o < N; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + o), _MM_HINT_T0);
 }
 
+// One block of a Q8_0x16 group: its 16 scales at sc, its 512 bytes of weights at qb.
 template <int MR>
-inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
-  const uint8_t* scales = grp;
-  const uint8_t* quants = grp + 32 * nb;
-  __m512 acc[MR];
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * b)));
-    __m512i isum[MR];
-    for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-128 * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
-    const uint8_t* qb = quants + 512 * b;
-    prefetch_ahead<512>(qb);
-    for (int c = 0; c < 8; ++c) {
-      const __m512i wv = _mm512_loadu_si512(qb + 64 * c);
-      for (int i = 0; i < MR; ++i) {
-        int32_t x4;
-        std::memcpy(&x4, x.q[i] + 32 * b + 4 * c, 4);
-        isum[i] = _mm512_dpbusd_epi32(isum[i], wv, _mm512_set1_epi32(x4));
-      }
-    }
+inline void block_q8_0x16(const uint8_t* sc, const uint8_t* qb, int64_t b, const Rows<MR>& x, __m512* acc) {
+  const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+  __m512i isum[MR];
+  for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-128 * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
+  for (int c = 0; c < 8; ++c) {
+    const __m512i wv = _mm512_loadu_si512(qb + 64 * c);
     for (int i = 0; i < MR; ++i) {
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i][b])), acc[i]);
+      int32_t x4;
+      std::memcpy(&x4, x.q[i] + 32 * b + 4 * c, 4);
+      isum[i] = _mm512_dpbusd_epi32(isum[i], wv, _mm512_set1_epi32(x4));
     }
   }
+  for (int i = 0; i < MR; ++i) {
+    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i][b])), acc[i]);
+  }
+}
+
+// A pair of blocks per iteration, written out twice rather than indexed: each
+// load instruction then advances by the same 1088 bytes every iteration, which
+// the CPU's per-instruction stride prefetcher follows (one loop over blocks, its
+// loads alternating +512 and +576, streamed k = 8192 rows 7% slower).
+template <int MR>
+inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (const uint8_t* pair = grp; b + 2 <= nb; b += 2, pair += 1088) {
+    prefetch_ahead<1088>(pair);
+    block_q8_0x16<MR>(pair, pair + 64, b, x, acc);
+    block_q8_0x16<MR>(pair + 32, pair + 576, b + 1, x, acc);
+  }
+  if (b < nb) block_q8_0x16<MR>(grp + q8_0x16_scales_at(b), grp + q8_0x16_quants_at(b, nb), b, x, acc);
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
 }
 

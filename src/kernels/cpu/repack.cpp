@@ -18,16 +18,15 @@ size_t group_bytes(DType packed, int64_t k) { return dtype_row_bytes(packed, k) 
 void pack_group_q8_0(const uint8_t* src, int64_t k, uint8_t* out) {
   const int64_t nb = k / 32;
   const size_t row_bytes = static_cast<size_t>(nb) * 34;
-  uint8_t* scales = out;
-  uint8_t* quants = out + 32 * nb;
   for (int64_t j = 0; j < kPackRows; ++j) {
     const uint8_t* row = src + static_cast<size_t>(j) * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = row + b * 34;
-      std::memcpy(scales + 32 * b + 2 * j, blk, 2);
+      uint8_t* quants = out + q8_0x16_quants_at(b, nb);
+      std::memcpy(out + q8_0x16_scales_at(b) + 2 * j, blk, 2);
       for (int64_t c = 0; c < 8; ++c) {
         for (int64_t t = 0; t < 4; ++t) {
-          quants[512 * b + 64 * c + 4 * j + t] = static_cast<uint8_t>(blk[2 + 4 * c + t] ^ 0x80u);
+          quants[64 * c + 4 * j + t] = static_cast<uint8_t>(blk[2 + 4 * c + t] ^ 0x80u);
         }
       }
     }
@@ -37,16 +36,15 @@ void pack_group_q8_0(const uint8_t* src, int64_t k, uint8_t* out) {
 void unpack_group_q8_0(const uint8_t* in, int64_t k, uint8_t* dst) {
   const int64_t nb = k / 32;
   const size_t row_bytes = static_cast<size_t>(nb) * 34;
-  const uint8_t* scales = in;
-  const uint8_t* quants = in + 32 * nb;
   for (int64_t j = 0; j < kPackRows; ++j) {
     uint8_t* row = dst + static_cast<size_t>(j) * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* blk = row + b * 34;
-      std::memcpy(blk, scales + 32 * b + 2 * j, 2);
+      const uint8_t* quants = in + q8_0x16_quants_at(b, nb);
+      std::memcpy(blk, in + q8_0x16_scales_at(b) + 2 * j, 2);
       for (int64_t c = 0; c < 8; ++c) {
         for (int64_t t = 0; t < 4; ++t) {
-          blk[2 + 4 * c + t] = static_cast<uint8_t>(quants[512 * b + 64 * c + 4 * j + t] ^ 0x80u);
+          blk[2 + 4 * c + t] = static_cast<uint8_t>(quants[64 * c + 4 * j + t] ^ 0x80u);
         }
       }
     }

@@ -7,17 +7,21 @@
 // per block and row. Interleaved, one 64-byte load holds 4 consecutive weights
 // of 16 rows, an AVX-512 VNNI vpdpbusd multiplies them with 4 activations
 // broadcast to every lane and accumulates all 16 rows' int32 sums at once, and
-// the 16 rows' scales are one vector. Per group of 16 rows and 32-column block b
-// (nb = k / 32 blocks), bytes are:
+// the 16 rows' scales are one vector. A group of 16 rows and nb = k / 32
+// blocks is a run of block pairs, 1088 bytes each (17 cache lines):
 //
-//   [0, 32 nb)                      scales: block b at 32 b, row j's f16 at + 2 j
-//   [32 nb, 32 nb + 512 nb)         weights: block b at + 512 b, then chunk c
-//                                   (columns 4c..4c+3) at + 64 c, row j at + 4 j,
-//                                   stored as w + 128 (unsigned, for vpdpbusd's
-//                                   u8 operand)
+//   [0, 64)        scales: block 2p's 16 f16 (row j at 2 j), then block 2p+1's
+//   [64, 576)      block 2p's weights: chunk c (columns 4c..4c+3) at + 64 c,
+//                  row j at + 4 j, stored as w + 128 (unsigned, for vpdpbusd's
+//                  u8 operand)
+//   [576, 1088)    block 2p+1's weights, the same way
 //
-// so 34 bytes per row and block, as Q8_0: the memory a decode step streams is
-// unchanged.
+// and, when nb is odd, a last lone block of 544 bytes: its 32 bytes of scales,
+// then its 512 of weights (q8_0x16_scales_at / q8_0x16_quants_at). So 34 bytes
+// per row and block, as Q8_0: the memory a decode step streams is unchanged,
+// and it streams in one run. (The first layout put all of a group's scales in
+// front of its weights: two streams per group, which one thread read 12% slower
+// in an isolated benchmark; docs/architecture.md.)
 //
 // kQ4_Kx16: groups of 16 rows; per 256-column super-block s, 2368 bytes
 // (148 per row, GGUF's 144 plus 4 for the scales and mins widened to bytes):
@@ -64,6 +68,13 @@
 namespace tandem::kernels {
 
 inline constexpr int64_t kPackRows = 16;
+
+// Byte offsets, inside a kQ8_0x16 group of nb blocks, of block b's 16 scales
+// and of its 512 bytes of weights.
+inline int64_t q8_0x16_scales_at(int64_t b) { return 1088 * (b / 2) + 32 * (b % 2); }
+inline int64_t q8_0x16_quants_at(int64_t b, int64_t nb) {
+  return 1088 * (b / 2) + (b % 2 == 1 ? 576 : (b + 1 == nb ? 32 : 64));
+}
 
 // Whether a [n, k] matrix of type t has an interleaved form (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K; n % 16 == 0).
 bool can_pack(DType t, int64_t n, int64_t k);
