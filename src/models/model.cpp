@@ -300,11 +300,14 @@ void Model::load_weights(const LoadOptions& opts) {
     static const bool env_no_join = std::getenv("TANDEM_NO_JOIN") != nullptr;  // A/B measurements
     if (opts.join_matrices && !env_no_join) {
       if (!arch_.fused_qkv) L.wqkv = join_rows({&L.wq, &L.wk, &L.wv});
+      // Quantization mixes often give v more bits than q and k (Q4_K's Q6_K,
+      // or Q8_0 where the row length rules Q6_K out): then q and k alone.
+      if (!arch_.fused_qkv && L.wqkv.data == nullptr) L.wqk = join_rows({&L.wq, &L.wk});
       if (!arch_.fused_gate_up && !arch_.mlp_bias) L.w_gate_up = join_rows({&L.w_gate, &L.w_up});
     }
   }
   for (const LayerWeights& L : layers_) {
-    any_wqkv_ = any_wqkv_ || L.wqkv.data != nullptr;
+    any_wqkv_ = any_wqkv_ || L.wqkv.data != nullptr || L.wqk.data != nullptr;
     any_w_gate_up_ = any_w_gate_up_ || L.w_gate_up.data != nullptr;
   }
   final_norm_ = vector("model.norm.weight", H);
@@ -443,6 +446,15 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
         std::memcpy(k + t * KD, row + QD, static_cast<size_t>(KD) * sizeof(float));
         std::memcpy(v + t * KD, row + QD + KD, static_cast<size_t>(KD) * sizeof(float));
       }
+    } else if (L.wqk.data != nullptr) {
+      const int64_t W = QD + KD;
+      kernels::matmul(xb, T, H, L.wqk, ws.qkv.data(), W, pool, bf16_acts_);
+      for (int64_t t = 0; t < T; ++t) {
+        const float* row = ws.qkv.data() + t * W;
+        std::memcpy(q + t * QD, row, static_cast<size_t>(QD) * sizeof(float));
+        std::memcpy(k + t * KD, row + QD, static_cast<size_t>(KD) * sizeof(float));
+      }
+      kernels::matmul(xb, T, H, L.wv, v, KD, pool, bf16_acts_);
     } else {
       kernels::matmul(xb, T, H, L.wq, q, QD, pool, bf16_acts_);
       kernels::matmul(xb, T, H, L.wk, k, KD, pool, bf16_acts_);

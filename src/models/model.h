@@ -67,6 +67,7 @@ struct LayerWeights {
   std::vector<float> attn_norm;      // [H] input_layernorm
   TensorView wq, wk, wv;             // [Nq*D, H], [Nkv*D, H], [Nkv*D, H]
   TensorView wqkv;                   // [(Nq+2*Nkv)*D, H] when fused (Phi-3, or joined at load)
+  TensorView wqk;                    // [(Nq+Nkv)*D, H]: q and k joined at load when v has another dtype
   std::vector<float> bq, bk, bv;     // biases (Qwen2), same rows
   std::vector<float> q_norm, k_norm; // [D] (Qwen3, Gemma3)
   TensorView wo;                     // [H, Nq*D]

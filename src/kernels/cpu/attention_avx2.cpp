@@ -32,17 +32,46 @@ inline __m256 hsum8(const __m256* a) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// Scores of heads [g0, g0 + GN) against the key rows krow[0..n) into s[j*8 + g].
+// Scores of heads [g0, g0 + GN) against the key rows krow[0..n) into s[j*8 + g]
+// (lanes g >= GN set to 0). With few heads (GN <= 4), 8 / GN positions are
+// taken per step, so that the 8 accumulators are 8 independent FMA chains
+// whatever the group size (GN = 1 is plain multi-head attention).
 template <int GN>
 void scores_block(const AttendGroupArgs& a, const float* const* krow, int64_t g0, int64_t n, float* s) {
+  constexpr int JN = GN <= 4 ? 8 / GN : 1;
   const int64_t nc = a.head_dim / 8;
   const float* q = a.q + g0 * a.head_dim;
   const __m256 scale = _mm256_set1_ps(a.scale);
   for (int64_t j = 0; j < std::min(n, kAhead); ++j) prefetch_row(krow[j], a.head_dim);
-  for (int64_t j = 0; j < n; ++j) {
-    if (j + kAhead < n) prefetch_row(krow[j + kAhead], a.head_dim);
+  int64_t j = 0;
+  for (; j + JN <= n; j += JN) {
+    for (int64_t u = j + kAhead; u < std::min(n, j + kAhead + JN); ++u) prefetch_row(krow[u], a.head_dim);
     __m256 acc[8];
-    for (int g = 0; g < 8; ++g) acc[g] = _mm256_setzero_ps();
+    for (int t = 0; t < 8; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nc; ++c) {
+      for (int u = 0; u < JN; ++u) {
+        const __m256 kc = _mm256_loadu_ps(krow[j + u] + 8 * c);
+        for (int g = 0; g < GN; ++g) {
+          acc[u * GN + g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * a.head_dim + 8 * c), kc, acc[u * GN + g]);
+        }
+      }
+    }
+    const __m256 r = _mm256_mul_ps(hsum8(acc), scale);
+    if constexpr (JN == 1) {
+      _mm256_storeu_ps(s + 8 * j, r);
+    } else {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, r);
+      for (int u = 0; u < JN; ++u) {
+        alignas(32) float row[8] = {};
+        for (int g = 0; g < GN; ++g) row[g] = t[u * GN + g];
+        _mm256_storeu_ps(s + 8 * (j + u), _mm256_load_ps(row));
+      }
+    }
+  }
+  for (; j < n; ++j) {  // the last n % JN positions, one at a time
+    __m256 acc[8];
+    for (int t = 0; t < 8; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t c = 0; c < nc; ++c) {
       const __m256 kc = _mm256_loadu_ps(krow[j] + 8 * c);
       for (int g = 0; g < GN; ++g) acc[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * a.head_dim + 8 * c), kc, acc[g]);
