@@ -88,28 +88,24 @@ BenchResult run_bench(const models::Model& model, const BenchOptions& opts, Thre
   // drifts by tens of percent within minutes, and the higher sample is the
   // conservative roofline (a lower fraction).
   const double bw_before = measure_read_bandwidth(pool);
-  for (int rep = 0; rep < std::max(1, opts.reps); ++rep) {
+  // One decode run: depth + 1 tokens of context filled untimed, then `gen`
+  // greedy single-token steps; returns their tokens/s.
+  auto decode_run = [&](models::StepProfile* profile) {
     auto c = model.new_cache(opts.depth + opts.gen + 1);
-    int32_t tok = prompt[0];
     step(std::span<const int32_t>(prompt.data(), static_cast<size_t>(opts.depth + 1)), c);
+    ws.profile = profile;
     auto t = Clock::now();
     for (int64_t i = 0; i < opts.gen; ++i) {
-      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      const auto tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       step(std::span<const int32_t>(&tok, 1), c);
     }
-    decode.push_back(static_cast<double>(opts.gen) / since(t));
-  }
-  if (opts.profile) {  // untimed: the clock reads are not in the numbers above
-    auto c = model.new_cache(opts.depth + opts.gen + 1);
-    int32_t tok = prompt[0];
-    step(std::span<const int32_t>(prompt.data(), static_cast<size_t>(opts.depth + 1)), c);
-    ws.profile = &r.profile;
-    for (int64_t i = 0; i < opts.gen; ++i) {
-      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      step(std::span<const int32_t>(&tok, 1), c);
-    }
+    const double tok_s = static_cast<double>(opts.gen) / since(t);
     ws.profile = nullptr;
-  }
+    return tok_s;
+  };
+  for (int rep = 0; rep < std::max(1, opts.reps); ++rep) decode.push_back(decode_run(nullptr));
+  // Untimed: the profile's clock reads are not in the numbers above.
+  if (opts.profile) decode_run(&r.profile);
   r.prefill_tok_s = median(prefill);
   r.decode_tok_s = median(decode);
   r.decode_bytes = model.info().decode_bytes;

@@ -437,24 +437,18 @@ void Model::forward(std::span<const SeqInput> batch, Workspace& ws, ThreadPool& 
     const int type = static_cast<int>(L.type);
     kernels::rmsnorm(x, L.attn_norm.data(), arch_.norm_offset, T, H, eps, xb);
     lap(StepProfile::kNorm);
-    if (L.wqkv.data != nullptr) {
-      const int64_t W = QD + 2 * KD;
-      kernels::matmul(xb, T, H, L.wqkv, ws.qkv.data(), W, pool, bf16_acts_);
+    if (L.wqkv.data != nullptr || L.wqk.data != nullptr) {
+      // One matmul into [q | k | v] (or [q | k], then v on its own), split per token.
+      const bool with_v = L.wqkv.data != nullptr;
+      const int64_t W = QD + KD + (with_v ? KD : 0);
+      kernels::matmul(xb, T, H, with_v ? L.wqkv : L.wqk, ws.qkv.data(), W, pool, bf16_acts_);
       for (int64_t t = 0; t < T; ++t) {
         const float* row = ws.qkv.data() + t * W;
         std::memcpy(q + t * QD, row, static_cast<size_t>(QD) * sizeof(float));
         std::memcpy(k + t * KD, row + QD, static_cast<size_t>(KD) * sizeof(float));
-        std::memcpy(v + t * KD, row + QD + KD, static_cast<size_t>(KD) * sizeof(float));
+        if (with_v) std::memcpy(v + t * KD, row + QD + KD, static_cast<size_t>(KD) * sizeof(float));
       }
-    } else if (L.wqk.data != nullptr) {
-      const int64_t W = QD + KD;
-      kernels::matmul(xb, T, H, L.wqk, ws.qkv.data(), W, pool, bf16_acts_);
-      for (int64_t t = 0; t < T; ++t) {
-        const float* row = ws.qkv.data() + t * W;
-        std::memcpy(q + t * QD, row, static_cast<size_t>(QD) * sizeof(float));
-        std::memcpy(k + t * KD, row + QD, static_cast<size_t>(KD) * sizeof(float));
-      }
-      kernels::matmul(xb, T, H, L.wv, v, KD, pool, bf16_acts_);
+      if (!with_v) kernels::matmul(xb, T, H, L.wv, v, KD, pool, bf16_acts_);
     } else {
       kernels::matmul(xb, T, H, L.wq, q, QD, pool, bf16_acts_);
       kernels::matmul(xb, T, H, L.wk, k, KD, pool, bf16_acts_);

@@ -13,14 +13,19 @@ namespace {
 
 std::filesystem::path demo_dir() { return testing::source_dir() / "models" / "demo"; }
 
-TEST(Bench, ProfileAccountsForEveryMatrixOncePerDecodedToken) {
-  auto model = models::Model::load(demo_dir());
-  ThreadPool pool(2);
+engine::BenchOptions small_run(int64_t depth) {
   engine::BenchOptions bo;
   bo.prompt_len = 8;
   bo.gen = 6;
   bo.reps = 1;
-  bo.depth = 20;
+  bo.depth = depth;
+  return bo;
+}
+
+TEST(Bench, ProfileAccountsForEveryMatrixOncePerDecodedToken) {
+  auto model = models::Model::load(demo_dir());
+  ThreadPool pool(2);
+  engine::BenchOptions bo = small_run(20);
   bo.profile = true;
   const engine::BenchResult r = engine::run_bench(*model, bo, pool);
   EXPECT_EQ(r.depth, 20);
@@ -47,11 +52,7 @@ TEST(Bench, ProfileAccountsForEveryMatrixOncePerDecodedToken) {
 TEST(Bench, DepthBeyondTheContextIsAClearError) {
   auto model = models::Model::load(demo_dir());
   ThreadPool pool(1);
-  engine::BenchOptions bo;
-  bo.prompt_len = 4;
-  bo.gen = 4;
-  bo.reps = 1;
-  bo.depth = model->config().max_position_embeddings;
+  const engine::BenchOptions bo = small_run(model->config().max_position_embeddings);
   try {
     engine::run_bench(*model, bo, pool);
     FAIL() << "no error";

@@ -72,6 +72,39 @@ TEST(AttendGroup, Avx2EqualsScalarReference) {
   EXPECT_EQ(cases, 7 * 6 * 4 * 2);
 }
 
+// Keys and values need not share a block size: keys paged by 4, values in one block.
+TEST(AttendGroup, KeysAndValuesWithDifferentBlockSizes) {
+  if (kernels::detected_isa() < Isa::kAvx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  const int64_t group = 4, hd = 16, n = 23;
+  std::vector<float> kmem(static_cast<size_t>(n * hd)), vmem(kmem.size()), q(static_cast<size_t>(group * hd));
+  for (auto* vec : {&kmem, &vmem, &q}) for (float& x : *vec) x = nd(rng);
+  std::vector<const float*> kb;
+  for (int64_t b = 0; b * 4 < n; ++b) kb.push_back(kmem.data() + b * 4 * hd);
+  const float* vb[1] = {vmem.data()};
+  AttendGroupArgs a;
+  a.q = q.data();
+  a.group = group;
+  a.head_dim = hd;
+  a.k = kernels::KvRows{kb.data(), 4, hd};
+  a.v = kernels::KvRows{vb, n, hd};
+  a.first = 2;
+  a.last = n - 1;
+  const int64_t len = a.last - a.first + 1;
+  std::vector<float> s1(static_cast<size_t>(kernels::attend_scores_size(group, len))), s2(s1.size()), o1(q.size()),
+      o2(q.size());
+  std::vector<const float*> rows(static_cast<size_t>(2 * len));
+  a.rows = rows.data();
+  a.scores = s1.data();
+  a.out = o1.data();
+  kernels::attend_group_scalar(a);
+  a.scores = s2.data();
+  a.out = o2.data();
+  kernels::attend_group_with(Isa::kAvx2, a);
+  for (size_t i = 0; i < o1.size(); ++i) EXPECT_NEAR(o2[i], o1[i], 2e-5f * (1.0f + std::fabs(o1[i]))) << i;
+}
+
 // A one-position context weighs its single value row by exactly 1.
 TEST(AttendGroup, SinglePositionReturnsTheValueRow) {
   std::vector<float> k(16, 0.5f), v(16), q(16, 1.0f), s(static_cast<size_t>(kernels::attend_scores_size(2, 1))),

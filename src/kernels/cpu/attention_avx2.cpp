@@ -132,6 +132,18 @@ void values_block(const AttendGroupArgs& a, const float* const* vrow, const floa
   }
 }
 
+// rows[j] = position first + j's row + offset, walking the blocks (no division per row).
+void resolve_rows(const KvRows& kv, int64_t first, int64_t n, int64_t offset, const float** rows) {
+  int64_t b = first / kv.block_size, r = first % kv.block_size;
+  for (int64_t j = 0; j < n; ++j) {
+    rows[j] = kv.blocks[b] + r * kv.stride + offset;
+    if (++r == kv.block_size) {
+      r = 0;
+      ++b;
+    }
+  }
+}
+
 }  // namespace
 
 void attend_group_avx2(const AttendGroupArgs& a) {
@@ -142,17 +154,8 @@ void attend_group_avx2(const AttendGroupArgs& a) {
   const int64_t n = a.last - a.first + 1;
   const float** krow = a.rows;
   const float** vrow = a.rows + n;
-  {
-    int64_t b = a.first / a.k.block_size, r = a.first % a.k.block_size;
-    for (int64_t j = 0; j < n; ++j) {
-      krow[j] = a.k.blocks[b] + r * a.k.stride + a.kv_offset;
-      vrow[j] = a.v.blocks[b] + r * a.v.stride + a.kv_offset;
-      if (++r == a.k.block_size) {
-        r = 0;
-        ++b;
-      }
-    }
-  }
+  resolve_rows(a.k, a.first, n, a.kv_offset, krow);
+  resolve_rows(a.v, a.first, n, a.kv_offset, vrow);
   const int64_t nc = a.head_dim / 8;
   for (int64_t g0 = 0; g0 < a.group; g0 += 8) {
     const int64_t gn = std::min<int64_t>(8, a.group - g0);
