@@ -271,7 +271,11 @@ inline void tile(DType t, const uint8_t* w, int64_t k, const QuantizedActs& xa, 
 // hardware prefetcher alone starts cold at every range the thread pool hands
 // out (a decode step has ~120 matmuls of a few ranges each). Measured on
 // 0.5B Q8_0 decode, 2 threads, 5 alternating runs: +8.1% (4 KiB ahead; 2 KiB
-// was 7% slower than 4 KiB, 8 KiB about equal, 16 KiB 4% slower).
+// was 7% slower than 4 KiB, 8 KiB about equal, 16 KiB 4% slower). Since Q8_0's
+// block pairs (below) the hardware prefetcher follows that kernel alone, and
+// the prefetches only cost it issue slots: Q8_0x16 no longer asks (alternating
+// runs, 2 threads: 1B Q8_0 decode +7%, 0.5B Q8_0 +4%). Q5_0 (-5% without),
+// Q4_K (-4%) and Q6_K (-30%) keep them.
 constexpr int64_t kPrefetchAhead = 4096;
 template <int64_t N>
 inline void prefetch_ahead(const uint8_t* p) {
@@ -300,14 +304,14 @@ inline void block_q8_0x16(const uint8_t* sc, const uint8_t* qb, int64_t b, const
 // A pair of blocks per iteration, written out twice rather than indexed: each
 // load instruction then advances by the same 1088 bytes every iteration, which
 // the CPU's per-instruction stride prefetcher follows (one loop over blocks, its
-// loads alternating +512 and +576, streamed k = 8192 rows 7% slower).
+// loads alternating +512 and +576, streamed k = 8192 rows 7% slower), with no
+// software prefetch (see prefetch_ahead).
 template <int MR>
 inline void tile_q8_0x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
   __m512 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   int64_t b = 0;
   for (const uint8_t* pair = grp; b + 2 <= nb; b += 2, pair += 1088) {
-    prefetch_ahead<1088>(pair);
     block_q8_0x16<MR>(pair, pair + 64, b, x, acc);
     block_q8_0x16<MR>(pair + 32, pair + 576, b + 1, x, acc);
   }
@@ -386,36 +390,40 @@ inline void tile_q4_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, flo
 
 // Q4_0 / Q5_0 interleaved by 16 rows against MR activation rows: per 32-column
 // block, four 64-byte loads hold 8 nibbles of each of the 16 rows (columns
-// 4t..4t+3 low, 16+4t..16+4t+3 high); for Q5_0 the row's high-bit byte of the
-// chunk is spread to its 4 lanes and tested bit by bit into the masks that add
-// 16. The unsigned levels meet broadcast activations in vpdpbusd, and each sum
-// starts at -offset (8 or 16) × the activation block's sum.
+// 4t..4t+3 low, 16+4t..16+4t+3 high); for Q5_0 the chunk's high bits are
+// stored as two 64-bit masks, loaded into mask registers that add 16 to the
+// lanes whose bit is set. (The earlier layout, one byte of high bits per row
+// spread over its lanes and tested bit by bit, cost 6 instructions per chunk
+// instead of 4, and the kernel ran out of issue slots before memory.) The
+// unsigned levels meet broadcast activations in vpdpbusd, and each sum starts
+// at -offset (8 or 16) × the activation block's sum.
 template <int MR, bool kFive>
 inline void tile_q4_q5x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
   constexpr int64_t kBlock = kFive ? 352 : 288, kNib = kFive ? 96 : 32;
   constexpr int kOffset = kFive ? 16 : 8;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i x10 = _mm512_set1_epi8(0x10);
-  // Byte 0 of every 32-bit lane to all 4 bytes of it; bits u and 4+u of byte u.
-  const __m512i spread = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
-  const __m512i lo_bits = _mm512_set1_epi32(0x08040201);
-  const __m512i hi_bits = _mm512_set1_epi32(static_cast<int>(0x80402010u));
   __m512 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + kBlock * b;
     prefetch_ahead<kBlock>(blk);
-    __m512i isum[MR];
-    for (int i = 0; i < MR; ++i) isum[i] = _mm512_set1_epi32(-kOffset * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
+    // Two chains of sums per row (low and high nibbles), each four vpdpbusd
+    // deep instead of eight, joined once per block.
+    __m512i isum[MR], isum_hi[MR];
+    for (int i = 0; i < MR; ++i) {
+      isum[i] = _mm512_set1_epi32(-kOffset * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
+      isum_hi[i] = _mm512_setzero_si512();
+    }
     for (int t = 0; t < 4; ++t) {
       const __m512i v = _mm512_loadu_si512(blk + kNib + 64 * t);
       __m512i lo = _mm512_and_si512(v, m4);
       __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
       if constexpr (kFive) {
-        const __m512i hb = _mm512_shuffle_epi8(
-            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 32 + 16 * t))), spread);
-        lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hb, lo_bits), lo, x10);
-        hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(hb, hi_bits), hi, x10);
+        uint64_t mask[2];
+        std::memcpy(mask, blk + 32 + 16 * t, 16);
+        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mask[0]), lo, x10);
+        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mask[1]), hi, x10);
       }
       for (int i = 0; i < MR; ++i) {
         const int8_t* xq = x.q[i] + 32 * b + 4 * t;
@@ -423,12 +431,13 @@ inline void tile_q4_q5x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, flo
         std::memcpy(&xl, xq, 4);
         std::memcpy(&xh, xq + 16, 4);
         isum[i] = _mm512_dpbusd_epi32(isum[i], lo, _mm512_set1_epi32(xl));
-        isum[i] = _mm512_dpbusd_epi32(isum[i], hi, _mm512_set1_epi32(xh));
+        isum_hi[i] = _mm512_dpbusd_epi32(isum_hi[i], hi, _mm512_set1_epi32(xh));
       }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
     for (int i = 0; i < MR; ++i) {
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_mul_ps(d, _mm512_set1_ps(x.d[i][b])), acc[i]);
+      const __m512i sum = _mm512_add_epi32(isum[i], isum_hi[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, _mm512_set1_ps(x.d[i][b])), acc[i]);
     }
   }
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);

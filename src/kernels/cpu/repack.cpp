@@ -109,21 +109,25 @@ void pack_group_q4_q5(const uint8_t* src, int64_t k, uint8_t* out, bool five) {
   const size_t nib = five ? 96 : 32;
   for (int64_t b = 0; b < nb; ++b) {
     uint8_t* o = out + static_cast<size_t>(b) * out_block;
+    if (five) std::memset(o + 32, 0, 64);
     for (int64_t j = 0; j < kPackRows; ++j) {
       const uint8_t* blk = src + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(b) * in_block;
       std::memcpy(o + 2 * j, blk, 2);
       const uint8_t* qs = blk + (five ? 6 : 2);
       for (int t = 0; t < 4; ++t) std::memcpy(o + nib + 64 * t + 4 * j, qs + 4 * t, 4);
       if (five) {
+        // Bit 4j + u of chunk t's two masks: the high bit of column 4t + u
+        // (low nibbles) and of column 16 + 4t + u (high nibbles) of row j.
         uint32_t qh;
         std::memcpy(&qh, blk + 2, 4);
         for (int t = 0; t < 4; ++t) {
-          uint8_t hb = 0;
+          uint64_t mask[2];
+          std::memcpy(mask, o + 32 + 16 * t, 16);
           for (int u = 0; u < 4; ++u) {
-            hb |= static_cast<uint8_t>(((qh >> (4 * t + u)) & 1u) << u);
-            hb |= static_cast<uint8_t>(((qh >> (16 + 4 * t + u)) & 1u) << (4 + u));
+            mask[0] |= static_cast<uint64_t>((qh >> (4 * t + u)) & 1u) << (4 * j + u);
+            mask[1] |= static_cast<uint64_t>((qh >> (16 + 4 * t + u)) & 1u) << (4 * j + u);
           }
-          o[32 + 16 * t + j] = hb;
+          std::memcpy(o + 32 + 16 * t, mask, 16);
         }
       }
     }
@@ -145,10 +149,11 @@ void unpack_group_q4_q5(const uint8_t* in, int64_t k, uint8_t* dst, bool five) {
       if (five) {
         uint32_t qh = 0;
         for (int t = 0; t < 4; ++t) {
-          const uint32_t hb = o[32 + 16 * t + j];
+          uint64_t mask[2];
+          std::memcpy(mask, o + 32 + 16 * t, 16);
           for (int u = 0; u < 4; ++u) {
-            qh |= ((hb >> u) & 1u) << (4 * t + u);
-            qh |= ((hb >> (4 + u)) & 1u) << (16 + 4 * t + u);
+            qh |= static_cast<uint32_t>((mask[0] >> (4 * j + u)) & 1u) << (4 * t + u);
+            qh |= static_cast<uint32_t>((mask[1] >> (4 * j + u)) & 1u) << (16 + 4 * t + u);
           }
         }
         std::memcpy(blk + 2, &qh, 4);

@@ -39,9 +39,10 @@
 // 18 / 22 per row as in GGUF):
 //
 //   [0, 32)       d of the 16 rows (f16)
-//   Q5_0 only, [32, 96): the high (fifth) bits regrouped per chunk t (0..3) at
-//                 32 + 16 t, one byte per row j: bit u = high bit of column
-//                 4t+u, bit 4+u = of column 16+4t+u
+//   Q5_0 only, [32, 96): the high (fifth) bits as two 64-bit masks per chunk
+//                 t (0..3) at 32 + 16 t and 40 + 16 t, bit 4j+u of row j (the
+//                 chunk's byte 4j+u): the high bit of column 4t+u, and of
+//                 column 16+4t+u (one mask register each in the kernel)
 //   then          GGUF's 16 bytes of nibbles per row as 4 chunks of 4 bytes:
 //                 chunk t at + 64 t, row j at + 4 j (low nibbles: columns
 //                 4t..4t+3, high: 16+4t..16+4t+3)
