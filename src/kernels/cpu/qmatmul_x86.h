@@ -397,48 +397,64 @@ inline void tile_q4_kx16(const uint8_t* grp, int64_t nsb, const Rows<MR>& x, flo
 // instead of 4, and the kernel ran out of issue slots before memory.) The
 // unsigned levels meet broadcast activations in vpdpbusd, and each sum starts
 // at -offset (8 or 16) × the activation block's sum.
+// One block: its 16 scales at d, its high-bit masks (Q5_0) at masks, its
+// nibbles at nib.
 template <int MR, bool kFive>
-inline void tile_q4_q5x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
-  constexpr int64_t kBlock = kFive ? 352 : 288, kNib = kFive ? 96 : 32;
+inline void block_q4_q5x16(const uint8_t* d, const uint8_t* masks, const uint8_t* nib, int64_t b,
+                           const Rows<MR>& x, __m512* acc) {
   constexpr int kOffset = kFive ? 16 : 8;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i x10 = _mm512_set1_epi8(0x10);
+  // Two chains of sums per row (low and high nibbles), each four vpdpbusd
+  // deep instead of eight, joined once per block.
+  __m512i isum[MR], isum_hi[MR];
+  for (int i = 0; i < MR; ++i) {
+    isum[i] = _mm512_set1_epi32(-kOffset * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
+    isum_hi[i] = _mm512_setzero_si512();
+  }
+  for (int t = 0; t < 4; ++t) {
+    const __m512i v = _mm512_loadu_si512(nib + 64 * t);
+    __m512i lo = _mm512_and_si512(v, m4);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    if constexpr (kFive) {
+      uint64_t mask[2];
+      std::memcpy(mask, masks + 16 * t, 16);
+      lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mask[0]), lo, x10);
+      hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mask[1]), hi, x10);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int8_t* xq = x.q[i] + 32 * b + 4 * t;
+      int32_t xl, xh;
+      std::memcpy(&xl, xq, 4);
+      std::memcpy(&xh, xq + 16, 4);
+      isum[i] = _mm512_dpbusd_epi32(isum[i], lo, _mm512_set1_epi32(xl));
+      isum_hi[i] = _mm512_dpbusd_epi32(isum_hi[i], hi, _mm512_set1_epi32(xh));
+    }
+  }
+  const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d)));
+  for (int i = 0; i < MR; ++i) {
+    const __m512i sum = _mm512_add_epi32(isum[i], isum_hi[i]);
+    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dv, _mm512_set1_ps(x.d[i][b])), acc[i]);
+  }
+}
+
+// Pairs of blocks (kernels/cpu/repack.h), written out twice so that each load
+// instruction advances by the same 576 / 704 bytes, line-aligned (the
+// 288 / 352-byte single blocks put every other block's loads across two lines).
+template <int MR, bool kFive>
+inline void tile_q4_q5x16(const uint8_t* grp, int64_t nb, const Rows<MR>& x, float* out, int64_t ldy) {
+  constexpr int64_t kPair = kFive ? 704 : 576, kMasks = 64, kNib = kFive ? 192 : 64;
   __m512 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = grp + kBlock * b;
-    prefetch_ahead<kBlock>(blk);
-    // Two chains of sums per row (low and high nibbles), each four vpdpbusd
-    // deep instead of eight, joined once per block.
-    __m512i isum[MR], isum_hi[MR];
-    for (int i = 0; i < MR; ++i) {
-      isum[i] = _mm512_set1_epi32(-kOffset * (x.s[i][2 * b] + x.s[i][2 * b + 1]));
-      isum_hi[i] = _mm512_setzero_si512();
-    }
-    for (int t = 0; t < 4; ++t) {
-      const __m512i v = _mm512_loadu_si512(blk + kNib + 64 * t);
-      __m512i lo = _mm512_and_si512(v, m4);
-      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-      if constexpr (kFive) {
-        uint64_t mask[2];
-        std::memcpy(mask, blk + 32 + 16 * t, 16);
-        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mask[0]), lo, x10);
-        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mask[1]), hi, x10);
-      }
-      for (int i = 0; i < MR; ++i) {
-        const int8_t* xq = x.q[i] + 32 * b + 4 * t;
-        int32_t xl, xh;
-        std::memcpy(&xl, xq, 4);
-        std::memcpy(&xh, xq + 16, 4);
-        isum[i] = _mm512_dpbusd_epi32(isum[i], lo, _mm512_set1_epi32(xl));
-        isum_hi[i] = _mm512_dpbusd_epi32(isum_hi[i], hi, _mm512_set1_epi32(xh));
-      }
-    }
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
-    for (int i = 0; i < MR; ++i) {
-      const __m512i sum = _mm512_add_epi32(isum[i], isum_hi[i]);
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, _mm512_set1_ps(x.d[i][b])), acc[i]);
-    }
+  int64_t b = 0;
+  for (const uint8_t* pair = grp; b + 2 <= nb; b += 2, pair += kPair) {
+    prefetch_ahead<kPair>(pair);
+    block_q4_q5x16<MR, kFive>(pair, pair + kMasks, pair + kNib, b, x, acc);
+    block_q4_q5x16<MR, kFive>(pair + 32, pair + kMasks + 64, pair + kNib + 256, b + 1, x, acc);
+  }
+  if (b < nb) {
+    const Q4Q5x16Offsets at = q4_q5x16_block_at(b, nb, kFive);
+    block_q4_q5x16<MR, kFive>(grp + at.d, grp + at.masks, grp + at.nibbles, b, x, acc);
   }
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(out + i * ldy, acc[i]);
 }

@@ -104,17 +104,17 @@ void unpack_group_q4_k(const uint8_t* in, int64_t k, uint8_t* dst) {
 
 void pack_group_q4_q5(const uint8_t* src, int64_t k, uint8_t* out, bool five) {
   const int64_t nb = k / 32;
-  const size_t in_block = five ? 22 : 18, out_block = in_block * kPackRows;
+  const size_t in_block = five ? 22 : 18;
   const size_t row_bytes = static_cast<size_t>(nb) * in_block;
-  const size_t nib = five ? 96 : 32;
   for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* o = out + static_cast<size_t>(b) * out_block;
-    if (five) std::memset(o + 32, 0, 64);
+    const Q4Q5x16Offsets at = q4_q5x16_block_at(b, nb, five);
+    uint8_t* masks = out + at.masks;
+    if (five) std::memset(masks, 0, 64);
     for (int64_t j = 0; j < kPackRows; ++j) {
       const uint8_t* blk = src + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(b) * in_block;
-      std::memcpy(o + 2 * j, blk, 2);
+      std::memcpy(out + at.d + 2 * j, blk, 2);
       const uint8_t* qs = blk + (five ? 6 : 2);
-      for (int t = 0; t < 4; ++t) std::memcpy(o + nib + 64 * t + 4 * j, qs + 4 * t, 4);
+      for (int t = 0; t < 4; ++t) std::memcpy(out + at.nibbles + 64 * t + 4 * j, qs + 4 * t, 4);
       if (five) {
         // Bit 4j + u of chunk t's two masks: the high bit of column 4t + u
         // (low nibbles) and of column 16 + 4t + u (high nibbles) of row j.
@@ -122,12 +122,12 @@ void pack_group_q4_q5(const uint8_t* src, int64_t k, uint8_t* out, bool five) {
         std::memcpy(&qh, blk + 2, 4);
         for (int t = 0; t < 4; ++t) {
           uint64_t mask[2];
-          std::memcpy(mask, o + 32 + 16 * t, 16);
+          std::memcpy(mask, masks + 16 * t, 16);
           for (int u = 0; u < 4; ++u) {
             mask[0] |= static_cast<uint64_t>((qh >> (4 * t + u)) & 1u) << (4 * j + u);
             mask[1] |= static_cast<uint64_t>((qh >> (16 + 4 * t + u)) & 1u) << (4 * j + u);
           }
-          std::memcpy(o + 32 + 16 * t, mask, 16);
+          std::memcpy(masks + 16 * t, mask, 16);
         }
       }
     }
@@ -136,21 +136,20 @@ void pack_group_q4_q5(const uint8_t* src, int64_t k, uint8_t* out, bool five) {
 
 void unpack_group_q4_q5(const uint8_t* in, int64_t k, uint8_t* dst, bool five) {
   const int64_t nb = k / 32;
-  const size_t in_block = five ? 22 : 18, out_block = in_block * kPackRows;
+  const size_t in_block = five ? 22 : 18;
   const size_t row_bytes = static_cast<size_t>(nb) * in_block;
-  const size_t nib = five ? 96 : 32;
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* o = in + static_cast<size_t>(b) * out_block;
+    const Q4Q5x16Offsets at = q4_q5x16_block_at(b, nb, five);
     for (int64_t j = 0; j < kPackRows; ++j) {
       uint8_t* blk = dst + static_cast<size_t>(j) * row_bytes + static_cast<size_t>(b) * in_block;
-      std::memcpy(blk, o + 2 * j, 2);
+      std::memcpy(blk, in + at.d + 2 * j, 2);
       uint8_t* qs = blk + (five ? 6 : 2);
-      for (int t = 0; t < 4; ++t) std::memcpy(qs + 4 * t, o + nib + 64 * t + 4 * j, 4);
+      for (int t = 0; t < 4; ++t) std::memcpy(qs + 4 * t, in + at.nibbles + 64 * t + 4 * j, 4);
       if (five) {
         uint32_t qh = 0;
         for (int t = 0; t < 4; ++t) {
           uint64_t mask[2];
-          std::memcpy(mask, o + 32 + 16 * t, 16);
+          std::memcpy(mask, in + at.masks + 16 * t, 16);
           for (int u = 0; u < 4; ++u) {
             qh |= static_cast<uint32_t>((mask[0] >> (4 * j + u)) & 1u) << (4 * t + u);
             qh |= static_cast<uint32_t>((mask[1] >> (4 * j + u)) & 1u) << (16 + 4 * t + u);

@@ -36,14 +36,14 @@
 //                 chunk t at 320 + 512 c + 64 t, row j at + 4 j
 //
 // kQ4_0x16 / kQ5_0x16: groups of 16 rows; per 32-column block (288 / 352 bytes,
-// 18 / 22 per row as in GGUF):
+// 18 / 22 per row as in GGUF), in pairs of blocks (q4_q5x16_block_at below):
 //
-//   [0, 32)       d of the 16 rows (f16)
-//   Q5_0 only, [32, 96): the high (fifth) bits as two 64-bit masks per chunk
-//                 t (0..3) at 32 + 16 t and 40 + 16 t, bit 4j+u of row j (the
-//                 chunk's byte 4j+u): the high bit of column 4t+u, and of
-//                 column 16+4t+u (one mask register each in the kernel)
-//   then          GGUF's 16 bytes of nibbles per row as 4 chunks of 4 bytes:
+//   d             the 16 rows' scales (f16, 32 bytes)
+//   masks         Q5_0 only: the high (fifth) bits as two 64-bit masks per
+//                 chunk t (0..3) at + 16 t and + 8 + 16 t, bit 4j+u of row j
+//                 (the chunk's byte 4j+u): the high bit of column 4t+u, and
+//                 of column 16+4t+u (one mask register each in the kernel)
+//   nibbles       GGUF's 16 bytes of nibbles per row as 4 chunks of 4 bytes:
 //                 chunk t at + 64 t, row j at + 4 j (low nibbles: columns
 //                 4t..4t+3, high: 16+4t..16+4t+3)
 //
@@ -75,6 +75,21 @@ inline constexpr int64_t kPackRows = 16;
 inline int64_t q8_0x16_scales_at(int64_t b) { return 1088 * (b / 2) + 32 * (b % 2); }
 inline int64_t q8_0x16_quants_at(int64_t b, int64_t nb) {
   return 1088 * (b / 2) + (b % 2 == 1 ? 576 : (b + 1 == nb ? 32 : 64));
+}
+
+// Byte offsets, inside a kQ4_0x16 / kQ5_0x16 group of nb blocks, of block b's
+// 16 scales, its high-bit masks (Q5_0) and its 256 bytes of nibbles. Blocks go
+// in pairs: [d b][d b+1]([masks b][masks b+1])[nibbles b][nibbles b+1], 576 /
+// 704 bytes, so every nibble load is line-aligned; a lone last block keeps
+// [d][masks][nibbles].
+struct Q4Q5x16Offsets {
+  int64_t d, masks, nibbles;
+};
+inline Q4Q5x16Offsets q4_q5x16_block_at(int64_t b, int64_t nb, bool five) {
+  const int64_t block = five ? 352 : 288, pair = 2 * block * (b / 2), e = b % 2;
+  if (e == 0 && b + 1 == nb) return {pair, pair + 32, pair + (five ? 96 : 32)};
+  const int64_t nib0 = five ? 192 : 64;
+  return {pair + 32 * e, pair + 64 + 64 * e, pair + nib0 + 256 * e};
 }
 
 // Whether a [n, k] matrix of type t has an interleaved form (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K; n % 16 == 0).
