@@ -16,6 +16,28 @@ namespace {
 using kernels::AttendGroupArgs;
 using kernels::Isa;
 
+// Outputs of the scalar reference and of the AVX2 kernel for the same
+// arguments (a.q, a.k, a.v, the window and scale set), each with its own
+// scratch.
+struct BothOutputs {
+  std::vector<float> scalar, avx2;
+};
+BothOutputs run_scalar_and_avx2(AttendGroupArgs a) {
+  const int64_t len = a.last - a.first + 1;
+  const size_t out = static_cast<size_t>(a.group * a.head_dim);
+  std::vector<float> scores(static_cast<size_t>(kernels::attend_scores_size(a.group, len)));
+  std::vector<const float*> rows(static_cast<size_t>(2 * len));
+  BothOutputs o{std::vector<float>(out), std::vector<float>(out)};
+  a.rows = rows.data();
+  a.scores = scores.data();
+  a.out = o.scalar.data();
+  kernels::attend_group_scalar(a);
+  std::fill(scores.begin(), scores.end(), 0.0f);
+  a.out = o.avx2.data();
+  kernels::attend_group_with(Isa::kAvx2, a);
+  return o;
+}
+
 TEST(AttendGroup, Avx2EqualsScalarReference) {
   if (kernels::detected_isa() < Isa::kAvx2) GTEST_SKIP() << "no AVX2 on this CPU";
   std::mt19937 rng(11);
@@ -50,16 +72,8 @@ TEST(AttendGroup, Avx2EqualsScalarReference) {
           a.last = first + n - 1;
           a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
           a.softcap = softcap;
-          std::vector<float> s1(static_cast<size_t>(kernels::attend_scores_size(group, n))), s2(s1.size()),
-              o1(q.size()), o2(q.size());
-          std::vector<const float*> rows(static_cast<size_t>(2 * n));
-          a.rows = rows.data();
-          a.scores = s1.data();
-          a.out = o1.data();
-          kernels::attend_group_scalar(a);
-          a.scores = s2.data();
-          a.out = o2.data();
-          kernels::attend_group_with(Isa::kAvx2, a);
+          const BothOutputs o = run_scalar_and_avx2(a);
+          const std::vector<float>&o1 = o.scalar, &o2 = o.avx2;
           for (size_t i = 0; i < o1.size(); ++i) {
             ASSERT_NEAR(o2[i], o1[i], 2e-5f * (1.0f + std::fabs(o1[i])))
                 << "group " << group << " head_dim " << hd << " n " << n << " softcap " << softcap << " at " << i;
@@ -91,18 +105,11 @@ TEST(AttendGroup, KeysAndValuesWithDifferentBlockSizes) {
   a.v = kernels::KvRows{vb, n, hd};
   a.first = 2;
   a.last = n - 1;
-  const int64_t len = a.last - a.first + 1;
-  std::vector<float> s1(static_cast<size_t>(kernels::attend_scores_size(group, len))), s2(s1.size()), o1(q.size()),
-      o2(q.size());
-  std::vector<const float*> rows(static_cast<size_t>(2 * len));
-  a.rows = rows.data();
-  a.scores = s1.data();
-  a.out = o1.data();
-  kernels::attend_group_scalar(a);
-  a.scores = s2.data();
-  a.out = o2.data();
-  kernels::attend_group_with(Isa::kAvx2, a);
-  for (size_t i = 0; i < o1.size(); ++i) EXPECT_NEAR(o2[i], o1[i], 2e-5f * (1.0f + std::fabs(o1[i]))) << i;
+  const BothOutputs o = run_scalar_and_avx2(a);
+  ASSERT_EQ(o.avx2.size(), q.size());
+  for (size_t i = 0; i < o.scalar.size(); ++i) {
+    EXPECT_NEAR(o.avx2[i], o.scalar[i], 2e-5f * (1.0f + std::fabs(o.scalar[i]))) << i;
+  }
 }
 
 // A one-position context weighs its single value row by exactly 1.
