@@ -21,7 +21,7 @@ namespace {
 struct BenchArgs {
   std::string model;
   std::string quantize;
-  bool bf16_activations = false;
+  ActivationFlags acts;
   int threads = 0;
   int64_t prompt_len = 512;
   int64_t gen = 128;
@@ -67,7 +67,7 @@ nlohmann::ordered_json profile_json(const models::StepProfile& p) {
 int run(const BenchArgs& a) {
   models::LoadOptions lo;
   apply_quantize_flag(a.quantize, lo);
-  lo.bf16_activations = a.bf16_activations;
+  lo.bf16_activations = a.acts.choice();
   const auto t0 = std::chrono::steady_clock::now();
   auto model = models::Model::load(a.model, lo);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -81,11 +81,13 @@ int run(const BenchArgs& a) {
   const engine::BenchResult r = engine::run_bench(*model, bo, pool);
   const models::ModelInfo info = model->info();
   const std::string isa(kernels::isa_name(kernels::active_isa()));
+  std::string weights = info.weight_dtypes;
+  if (model->bf16_activations() && weights.find("bf16") != std::string::npos) weights += " (bf16 activations)";
   if (a.json) {
     nlohmann::ordered_json j;
     j["model"] = a.model;
     j["quantize"] = a.quantize.empty() ? nullptr : nlohmann::ordered_json(a.quantize);
-    j["bf16_activations"] = a.bf16_activations;
+    j["bf16_activations"] = model->bf16_activations();  // resolved: unset means the format's default
     j["weight_types"] = info.weight_dtypes;
     j["params"] = info.params;
     j["weight_bytes"] = info.weight_bytes;
@@ -111,7 +113,7 @@ int run(const BenchArgs& a) {
               static_cast<long long>(r.prompt_len), decode_col.c_str());
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::printf("| %s | %s | %s | %d | %s | %.1f | %.1f | %s | %.1f | %.1f | %.2f |\n", a.model.c_str(),
-              info.weight_dtypes.c_str(), format_bytes(info.weight_bytes).c_str(), pool.size(), isa.c_str(),
+              weights.c_str(), format_bytes(info.weight_bytes).c_str(), pool.size(), isa.c_str(),
               r.prefill_tok_s, r.decode_tok_s, format_bytes(r.decode_bytes).c_str(), r.read_bandwidth / 1e9,
               r.roofline_tok_s, r.roofline_fraction);
   if (a.profile) print_profile(r.profile, r.read_bandwidth);
@@ -125,9 +127,7 @@ Runner add_bench(CLI::App& app) {
   CLI::App* c = app.add_subcommand("bench", "Measure prefill and decode throughput against the memory-bandwidth roofline");
   c->add_option("--model", a->model, "Model folder or .gguf file")->required();
   c->add_option("--quantize", a->quantize, "Quantize at load: q8_0, q6_k, q5_0, q4_k, q4_0 (or f32, f16, bf16)");
-  c->add_flag("--bf16-activations", a->bf16_activations,
-              "BF16 weights: round activations once to bf16 (as transformers in bfloat16 and llama.cpp; faster prefill, "
-              "logits ~1e-3 from float32)");
+  add_activation_flags(c, a->acts);
   c->add_option("--threads", a->threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--prompt-len", a->prompt_len, "Prefill length in tokens")->check(CLI::PositiveNumber);
   c->add_option("--gen", a->gen, "Decoded tokens (batch 1)")->check(CLI::PositiveNumber);

@@ -16,7 +16,7 @@ struct LogitsArgs {
   int threads = 0;
   bool f32 = false;
   std::string quantize;
-  bool bf16_activations = false;
+  ActivationFlags acts;
 };
 
 int run(const LogitsArgs& a) {
@@ -24,7 +24,7 @@ int run(const LogitsArgs& a) {
   models::LoadOptions lo;
   lo.convert_to_f32 = a.f32;
   apply_quantize_flag(a.quantize, lo);
-  lo.bf16_activations = a.bf16_activations;
+  lo.bf16_activations = a.acts.choice();
   auto model = models::Model::load(a.model, lo);
   ThreadPool pool(a.threads);
   const int64_t V = model->vocab_size();
@@ -49,9 +49,7 @@ Runner add_logits(CLI::App& app) {
   c->add_option("--threads,-t", a->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_flag("--f32", a->f32, "Convert weights to float32 at load");
   c->add_option("--quantize", a->quantize, "Quantize at load: q8_0, q6_k, q5_0, q4_k (Q4_K_M-like mix), q4_0");
-  c->add_flag("--bf16-activations", a->bf16_activations,
-              "BF16 weights: round activations once to bf16 (as transformers in bfloat16 and llama.cpp; faster prefill, "
-              "logits ~1e-3 from float32)");
+  add_activation_flags(c, a->acts);
   return [a] { return run(*a); };
 }
 

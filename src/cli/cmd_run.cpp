@@ -33,7 +33,7 @@ struct RunArgs {
   bool ignore_eos = false;
   bool f32 = false;
   std::string quantize;
-  bool bf16_activations = false;
+  ActivationFlags acts;
   bool chat = false;
 };
 
@@ -45,7 +45,7 @@ int run(const RunArgs& a) {
   models::LoadOptions lo;
   lo.convert_to_f32 = a.f32;
   apply_quantize_flag(a.quantize, lo);
-  lo.bf16_activations = a.bf16_activations;
+  lo.bf16_activations = a.acts.choice();
   auto model = models::Model::load(a.model, lo);
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::vector<int32_t> prompt;
@@ -143,9 +143,7 @@ Runner add_run(CLI::App& app) {
   c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   c->add_flag("--f32", a->f32, "Convert weights to float32 at load");
   c->add_option("--quantize", a->quantize, "Quantize at load: q8_0, q6_k, q5_0, q4_k (Q4_K_M-like mix), q4_0");
-  c->add_flag("--bf16-activations", a->bf16_activations,
-              "BF16 weights: round activations once to bf16 (as transformers in bfloat16 and llama.cpp; faster prefill, "
-              "logits ~1e-3 from float32)");
+  add_activation_flags(c, a->acts);
   c->add_flag("--chat", a->chat,
               "Send --prompt as one user message through the model's chat template");
   return [a, p, pi] {

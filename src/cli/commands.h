@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "models/model.h"
@@ -27,6 +28,14 @@ Runner add_synth(CLI::App& app);
 // Sets lo.quantize from a --quantize value (empty: none); throws tandem::Error naming
 // the accepted values otherwise.
 void apply_quantize_flag(const std::string& value, models::LoadOptions& lo);
+
+// --bf16-activations / --f32-activations (mutually exclusive) into an unset-by-default
+// choice for models::LoadOptions::bf16_activations.
+struct ActivationFlags {
+  bool bf16 = false, f32 = false;
+  std::optional<bool> choice() const { return bf16 ? std::optional<bool>(true) : f32 ? std::optional<bool>(false) : std::nullopt; }
+};
+void add_activation_flags(CLI::App* c, ActivationFlags& f);
 
 // The chat template of a model folder; throws tandem::Error saying so when it has none.
 tokenizer::ChatTemplate load_chat_template(const std::string& model_dir, std::string* bos_token,

@@ -12,4 +12,14 @@ void apply_quantize_flag(const std::string& value, models::LoadOptions& lo) {
   }
 }
 
+void add_activation_flags(CLI::App* c, ActivationFlags& f) {
+  CLI::Option* b = c->add_flag("--bf16-activations", f.bf16,
+                               "BF16 weights: round activations once to bf16, as llama.cpp and transformers in bfloat16 "
+                               "do (default for .gguf files; logits ~1e-3 from float32)");
+  CLI::Option* s = c->add_flag("--f32-activations", f.f32,
+                               "BF16 weights: keep float32 activations (two bf16 halves; parity with transformers in "
+                               "float32; default for model folders)");
+  b->excludes(s);
+}
+
 }  // namespace tandem::cli

@@ -77,6 +77,7 @@ std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path, const
   // The weights are already copies in owned_ (huge-page) memory, in their file
   // format or float32: use them in place (unless --quantize converts them).
   LoadOptions o = opts;
+  if (!o.bf16_activations) o.bf16_activations = true;  // llama.cpp's numerics for its format
   o.use_mmap = true;
   o.convert_to_f32 = false;
   m->load_weights(o);
@@ -245,7 +246,7 @@ std::vector<float> Model::vector(const std::string& name, int64_t n) {
 }
 
 void Model::load_weights(const LoadOptions& opts) {
-  bf16_acts_ = opts.bf16_activations ? kernels::Bf16Activations::kRound : kernels::Bf16Activations::kSplit;
+  bf16_acts_ = opts.bf16_activations.value_or(false) ? kernels::Bf16Activations::kRound : kernels::Bf16Activations::kSplit;
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Nq = cfg_.num_attention_heads,
                 Nkv = cfg_.num_key_value_heads, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   embed_ = matrix("model.embed_tokens.weight", {V, H}, opts,

@@ -47,12 +47,15 @@ struct LoadOptions {
   // copies made at load and GGUF tensors, never to a safetensors file mapping
   // used in place (use_mmap).
   bool repack = true;
-  // BF16 matrices on AVX512_BF16 CPUs: round the activations once to bf16
-  // (as transformers computes a model loaded in bfloat16, and as llama.cpp
-  // does) instead of splitting them into two bf16 halves. Prefill ~1.6x
-  // faster; logits move ~1e-3 relative from the float32 reference, so the
-  // parity fixtures (1e-5) are not met. Default off. (kernels/cpu/matmul.h)
-  bool bf16_activations = false;
+  // BF16 matrices on AVX512_BF16 CPUs: true rounds the activations once to
+  // bf16 (as transformers computes a model loaded in bfloat16, and as llama.cpp
+  // does); false splits them into two bf16 halves (float32 parity, logits within
+  // 1e-5 of transformers in float32, at twice the dot products). Unset: each
+  // format's reference numerics -- a Hugging Face folder keeps float32 parity
+  // (transformers' default dtype), a GGUF file rounds as llama.cpp, the
+  // reference implementation of that format, does (prefill ~1.6x faster).
+  // Model::bf16_activations() says which was chosen. (kernels/cpu/matmul.h)
+  std::optional<bool> bf16_activations;
   // Join q/k/v and gate/up into one matrix each at load when they share a
   // dtype and are copies (not a file mapping): fewer, longer matmuls per
   // decode step. Off only for A/B measurements (TANDEM_NO_JOIN=1 as well).
@@ -137,6 +140,8 @@ class Model {
   const ArchSpec& arch() const { return arch_; }
   const std::filesystem::path& dir() const { return dir_; }
   int64_t vocab_size() const { return cfg_.vocab_size; }
+  // Whether BF16 matrices round the activations to bf16 (LoadOptions::bf16_activations, resolved).
+  bool bf16_activations() const { return bf16_acts_ == kernels::Bf16Activations::kRound; }
   ModelInfo info() const;
   // End-of-sequence ids from generation_config.json and config.json.
   std::vector<int32_t> eos_token_ids() const;
@@ -184,7 +189,7 @@ class Model {
   TensorView lm_head_;               // [V, H] (the embedding when tied)
   std::vector<Rope> ropes_;          // index: LayerType
   float embed_scale_ = 1.0f;         // Gemma: sqrt(H), rounded like transformers' buffer
-  kernels::Bf16Activations bf16_acts_ = kernels::Bf16Activations::kSplit;  // LoadOptions::bf16_activations
+  kernels::Bf16Activations bf16_acts_ = kernels::Bf16Activations::kSplit;  // LoadOptions::bf16_activations (resolved)
   bool any_wqkv_ = false, any_w_gate_up_ = false;  // some layer has a joined matrix (forward sizes ws for it)
 };
 

@@ -31,7 +31,7 @@ struct ModelConfig {
   std::string name;
   std::filesystem::path path;  // relative paths are relative to the config file's folder
   std::string quantize;        // "" (as stored), q8_0, q4_0, q5_0, q4_k, q6_k, f16, bf16, f32
-  bool bf16_activations = false;  // models::LoadOptions::bf16_activations
+  std::optional<bool> bf16_activations;  // models::LoadOptions::bf16_activations (unset: the format's default)
   Placement placement = Placement::kCpu;
   int gpu_layers = 0;          // with kLayers
   int64_t max_context = 0;     // 0: the model's own

@@ -10,6 +10,7 @@
 #include "base/thread_pool.h"
 #include "engine/model_tokenizer.h"
 #include "formats/gguf.h"
+#include "kernels/cpu/isa.h"
 #include "models/model.h"
 #include "models/synth.h"
 #include "models/logits_util.h"
@@ -39,7 +40,11 @@ double export_distance(const std::filesystem::path& dir, ExportType type, const 
   models::LoadOptions lo;
   lo.exact_buffers = true;
   auto hf = models::Model::load(dir, lo);
-  auto gg = models::Model::load(out);
+  // The file's round trip, not the format's default numerics: a bf16 GGUF would
+  // otherwise round its activations as llama.cpp does (see Bf16GgufRoundsActivations).
+  models::LoadOptions glo;
+  glo.bf16_activations = false;
+  auto gg = models::Model::load(out, glo);
   EXPECT_EQ(gg->vocab_size(), hf->vocab_size());
   ThreadPool pool(2);
   double worst = 0;
@@ -73,6 +78,42 @@ TEST(GgufExport, DemoModelF32AndF16MatchTheFolder) {
   EXPECT_LT(f16, 1e-5);
   EXPECT_LT(bf16, 1e-5);
   std::printf("demo export rel L2: f32 %.2e f16 %.2e bf16 %.2e\n", f32, f16, bf16);
+}
+
+// LoadOptions::bf16_activations unset: a model folder keeps float32 parity, a
+// GGUF file computes as llama.cpp does (activations rounded once to bf16).
+TEST(GgufExport, Bf16GgufRoundsActivationsByDefault) {
+  TempDir tmp;
+  models::ExportOptions o;
+  o.type = ExportType::kBF16;
+  o.threads = 2;
+  models::export_gguf(demo_dir(), tmp / "m.gguf", o);
+  auto folder = models::Model::load(demo_dir());
+  auto gguf = models::Model::load(tmp / "m.gguf");
+  EXPECT_FALSE(folder->bf16_activations());
+  EXPECT_TRUE(gguf->bf16_activations());
+  models::LoadOptions f32;
+  f32.bf16_activations = false;
+  EXPECT_FALSE(models::Model::load(tmp / "m.gguf", f32)->bf16_activations());
+  models::LoadOptions b16;
+  b16.bf16_activations = true;
+  EXPECT_TRUE(models::Model::load(demo_dir(), b16)->bf16_activations());
+  if (kernels::active_isa() != kernels::Isa::kAvx512 || !kernels::cpu_has_avx512_bf16()) {
+    GTEST_SKIP() << "no AVX512_BF16 kernel at the active ISA level: the rounding changes no logits here";
+  }
+  models::LoadOptions lo;
+  lo.exact_buffers = true;
+  auto hf = models::Model::load(demo_dir(), lo);
+  ThreadPool pool(2);
+  double worst = 0;
+  for (const auto& p : kDemoPrompts) {
+    const auto a = testing::logits_all(*gguf, p, pool);
+    const auto b = testing::logits_all(*hf, p, pool);
+    worst = std::max(worst, testing::rel_l2(a.data(), b.data(), a.size()));
+  }
+  std::printf("bf16 GGUF, default activations: rel L2 %.3g from the float32 folder\n", worst);
+  EXPECT_LT(worst, 2e-2);
+  EXPECT_GT(worst, 1e-4) << "the activations were not rounded";
 }
 
 TEST(GgufExport, DemoModelQuantizedWithinTheirError) {

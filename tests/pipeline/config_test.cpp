@@ -49,8 +49,8 @@ pipelines:
     steps:
       - {type: generate, prompt: "{{ input }}", stop: ["\n"], temperature: 0.5, seed: 3}
 )");
-  EXPECT_FALSE(c.models[0].bf16_activations);
-  EXPECT_TRUE(c.models[1].bf16_activations);
+  EXPECT_FALSE(c.models[0].bf16_activations.has_value());
+  EXPECT_EQ(c.models[1].bf16_activations, std::optional<bool>(true));
   EXPECT_EQ(c.models[0].placement, Placement::kLayers);
   EXPECT_EQ(c.models[0].gpu_layers, 4);
   const auto& p = c.pipelines[0];
