@@ -18,6 +18,7 @@ thread_local bool t_inside_pool = false;
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   n_threads_ = n_threads;
+  segments_ = std::make_unique<Segment[]>(static_cast<size_t>(n_threads_));
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -30,31 +31,72 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunks() {
-  // Guided self-scheduling: each claim takes 1/(2 x threads) of what is left,
-  // never less than the grain, so the first ranges are large (few atomics) and
-  // the last ones small, so the threads finish together. A decode step's
-  // matmuls are memory-bound and the two vCPUs of a VM do not run at the same
-  // speed: with 4 fixed ranges per thread both threads sat waiting 12.6% of a
-  // 0.5B Q4_K decode (perf), with these 9.2%; one static range per thread
-  // decoded ~15% slower than either (docs/architecture.md).
-  const int64_t divisor = 2 * int64_t{n_threads_};
-  for (;;) {
-    int64_t begin = next_.load(std::memory_order_relaxed), size = 0;
-    do {
-      if (begin >= n_) return;
-      size = std::min(n_ - begin, std::max(chunk_, (n_ - begin) / divisor));
-    } while (!next_.compare_exchange_weak(begin, begin + size, std::memory_order_relaxed));
+namespace {
+constexpr uint64_t pack(int64_t front, int64_t back) {
+  return (static_cast<uint64_t>(front) << 32) | static_cast<uint64_t>(back);
+}
+constexpr int64_t front_of(uint64_t v) { return static_cast<int64_t>(v >> 32); }
+constexpr int64_t back_of(uint64_t v) { return static_cast<int64_t>(v & 0xffffffffu); }
+}  // namespace
+
+void ThreadPool::run_ranges(int self) {
+  // Segment scheduling. Each thread owns one contiguous segment of [0, n) and
+  // claims it from the front a quarter of what is left at a time (never less
+  // than the grain); a thread whose segment is done takes the back half of the
+  // fullest other segment, until none is left. A decode step is ~120 matmuls
+  // of 1-150 MB streamed once, and the weights' layouts are read in order
+  // (repack.h), so a thread that walks one run of addresses keeps the hardware
+  // prefetcher's stream going from claim to claim. The guided self-scheduling
+  // this replaces handed out ranges alternately to the two threads, so every
+  // range restarted a stream, and every claim moved the shared counter's cache
+  // line between cores (~300 ns one way on this VM): a 1.1 MB Q8_0 matmul
+  // streamed at 0.70-0.75 of the read bandwidth with 2 threads, 0.90-0.92 with
+  // segments (1 thread: 0.93-1.0 either way); 0.5B decode +6-9%, 1B +4%
+  // (docs/architecture.md, "Segment scheduling"). Stealing from the back keeps
+  // the owner's stream intact, and the two vCPUs of a VM, which do not run at
+  // the same speed, still finish together.
+  const auto run = [&](int64_t b, int64_t e) {
     try {
-      (*fn_)(begin, begin + size);
+      (*fn_)(b, e);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
     }
+  };
+  std::atomic<uint64_t>& own = segments_[static_cast<size_t>(self)].front_back;
+  for (uint64_t v = own.load(std::memory_order_relaxed);;) {
+    const int64_t f = front_of(v), b = back_of(v);
+    if (f >= b) break;
+    const int64_t size = std::min(b - f, std::max(chunk_, (b - f) / 4));
+    if (!own.compare_exchange_weak(v, pack(f + size, b), std::memory_order_relaxed)) continue;
+    run(f, f + size);
+    v = own.load(std::memory_order_relaxed);
+  }
+  for (;;) {
+    int victim = -1;
+    int64_t most = 0;
+    for (int t = 0; t < n_threads_; ++t) {
+      const uint64_t v = segments_[static_cast<size_t>(t)].front_back.load(std::memory_order_relaxed);
+      if (t != self && back_of(v) - front_of(v) > most) {
+        most = back_of(v) - front_of(v);
+        victim = t;
+      }
+    }
+    if (victim < 0) return;
+    std::atomic<uint64_t>& seg = segments_[static_cast<size_t>(victim)].front_back;
+    for (uint64_t v = seg.load(std::memory_order_relaxed);;) {
+      const int64_t f = front_of(v), b = back_of(v);
+      if (f >= b) break;  // emptied meanwhile: look again
+      const int64_t size = std::min(b - f, std::max(chunk_, (b - f) / 2));
+      if (seg.compare_exchange_weak(v, pack(f, b - size), std::memory_order_relaxed)) {
+        run(b - size, b);
+        break;
+      }
+    }
   }
 }
 
-void ThreadPool::worker_loop(int /*index*/) {
+void ThreadPool::worker_loop(int index) {
   t_inside_pool = true;
   uint64_t seen = 0;
   for (;;) {
@@ -79,7 +121,7 @@ void ThreadPool::worker_loop(int /*index*/) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
-    run_chunks();
+    run_ranges(index);
     active_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -92,11 +134,22 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
+  // Segments pack front and back into 32 bits each.
+  constexpr int64_t kMaxItems = int64_t{1} << 31;
+  if (n > kMaxItems) {
+    for (int64_t base = 0; base < n; base += kMaxItems) {
+      parallel_for(
+          std::min(kMaxItems, n - base), [&](int64_t b, int64_t e) { fn(base + b, base + e); }, grain);
+    }
+    return;
+  }
   std::lock_guard<std::mutex> run_lock(run_mutex_);
   fn_ = &fn;
-  n_ = n;
-  chunk_ = grain;  // the smallest range run_chunks hands out
-  next_.store(0, std::memory_order_relaxed);
+  chunk_ = grain;  // the smallest range run_ranges hands out
+  for (int t = 0; t < n_threads_; ++t) {
+    segments_[static_cast<size_t>(t)].front_back.store(pack(n * t / n_threads_, n * (t + 1) / n_threads_),
+                                                        std::memory_order_relaxed);
+  }
   error_ = nullptr;
   active_.store(static_cast<int>(workers_.size()), std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_seq_cst);
@@ -107,7 +160,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     wake_.notify_all();
   }
   t_inside_pool = true;
-  run_chunks();
+  run_ranges(0);
   t_inside_pool = false;
   while (active_.load(std::memory_order_acquire) != 0) TANDEM_PAUSE();
   fn_ = nullptr;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -36,7 +37,10 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
-  void run_chunks();
+  // Runs ranges of the job in flight as thread `self` (0: the caller of
+  // parallel_for, 1..: the workers): its own segment from the front, then the
+  // back halves of the others' (see thread_pool.cpp).
+  void run_ranges(int self);
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
@@ -53,11 +57,15 @@ class ThreadPool {
   std::atomic<int> sleeping_{0};
   std::atomic<bool> stop_{false};
 
-  // The job in flight.
+  // The job in flight: [0, n) is cut into one contiguous segment per thread,
+  // each [front, back) packed into one atomic word (front << 32 | back) on its
+  // own cache line.
+  struct alignas(64) Segment {
+    std::atomic<uint64_t> front_back{0};
+  };
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0;
   int64_t chunk_ = 1;
-  std::atomic<int64_t> next_{0};
+  std::unique_ptr<Segment[]> segments_;
   std::atomic<int> active_{0};
   std::mutex error_mutex_;
   std::exception_ptr error_;

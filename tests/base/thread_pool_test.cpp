@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -43,6 +44,63 @@ TEST(ThreadPool, ConcurrentCallersAreSerializedSafely) {
   a.join();
   b.join();
   EXPECT_EQ(sum.load(), 2 * 200 * 64);
+}
+
+// Segment scheduling (thread_pool.cpp): every index exactly once for any
+// count, thread number and grain, including fewer items than threads.
+TEST(ThreadPool, SegmentsCoverEveryIndexOnce) {
+  for (int threads : {2, 3, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {int64_t{2}, int64_t{3}, int64_t{5}, int64_t{17}, int64_t{72}, int64_t{1001}}) {
+      for (int64_t grain : {int64_t{1}, int64_t{3}, int64_t{16}}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.parallel_for(
+            n,
+            [&](int64_t b, int64_t e) {
+              ASSERT_LT(b, e) << "empty range";
+              for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+            },
+            grain);
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1) << threads << " " << n << " " << grain << " " << i;
+      }
+    }
+  }
+}
+
+// A thread stalled in its first range (a vCPU descheduled by the hypervisor)
+// does not hold the rest of its segment: the others take it from the back.
+TEST(ThreadPool, StalledThreadsSegmentIsTaken) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> by_caller{0}, by_worker{0};
+  const auto caller = std::this_thread::get_id();
+  std::atomic<bool> stalled{false};
+  pool.parallel_for(1000, [&](int64_t b, int64_t e) {
+    const bool mine = std::this_thread::get_id() == caller;
+    if (mine && !stalled.exchange(true)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    (mine ? by_caller : by_worker) += e - b;
+  });
+  EXPECT_EQ(by_caller.load() + by_worker.load(), 1000);
+  // The caller's first claim is a quarter of its 500; the worker takes most of the rest.
+  EXPECT_GT(by_worker.load(), 700);
+}
+
+// More items than the 32-bit halves of a segment word hold.
+TEST(ThreadPool, HugeCountsAreSplit) {
+  ThreadPool pool(2);
+  const int64_t n = (int64_t{1} << 32) + 5;
+  std::atomic<int64_t> total{0}, lo{n}, hi{0};
+  pool.parallel_for(n, [&](int64_t b, int64_t e) {
+    total += e - b;
+    int64_t l = lo.load();
+    while (b < l && !lo.compare_exchange_weak(l, b)) {
+    }
+    int64_t h = hi.load();
+    while (e > h && !hi.compare_exchange_weak(h, e)) {
+    }
+  });
+  EXPECT_EQ(total.load(), n);
+  EXPECT_EQ(lo.load(), 0);
+  EXPECT_EQ(hi.load(), n);
 }
 
 TEST(ThreadPool, SingleThreadRunsInline) {

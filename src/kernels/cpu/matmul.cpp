@@ -105,8 +105,9 @@ void qmatmul_with(Isa isa, const float* x, int64_t m, int64_t k, const TensorVie
   // back as 16 GGUF rows.
   TANDEM_CHECK(n % kPackRows == 0, "matmul: interleaved weight rows not a multiple of 16");
   const int64_t groups = n / kPackRows;
-  // A quarter of the usual grain: the pool hands out shrinking ranges
-  // (guided), so small last ranges let both threads finish together.
+  // A quarter of the usual grain: the pool's claims shrink (a quarter of a
+  // segment's rest, half of it when stolen), so small last ranges let both
+  // threads finish together.
   const int64_t ggrain = std::max<int64_t>(1, grain / (4 * kPackRows));
   if (isa == Isa::kAvx512) {
     pool.parallel_for(
