@@ -82,12 +82,14 @@ int run(const BenchArgs& a) {
   const models::ModelInfo info = model->info();
   const std::string isa(kernels::isa_name(kernels::active_isa()));
   std::string weights = info.weight_dtypes;
-  if (model->bf16_activations() && weights.find("bf16") != std::string::npos) weights += " (bf16 activations)";
+  const bool has_bf16 = weights.find("BF16") != std::string::npos;
+  if (has_bf16) weights += model->bf16_activations() ? " (bf16 activations)" : " (f32 activations)";
   if (a.json) {
     nlohmann::ordered_json j;
     j["model"] = a.model;
     j["quantize"] = a.quantize.empty() ? nullptr : nlohmann::ordered_json(a.quantize);
-    j["bf16_activations"] = model->bf16_activations();  // resolved: unset means the format's default
+    // Resolved (unset means the format's default); null when no matrix is bf16.
+    j["bf16_activations"] = has_bf16 ? nlohmann::ordered_json(model->bf16_activations()) : nlohmann::ordered_json();
     j["weight_types"] = info.weight_dtypes;
     j["params"] = info.params;
     j["weight_bytes"] = info.weight_bytes;
