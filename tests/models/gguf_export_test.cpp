@@ -26,6 +26,18 @@ using testing::TempDir;
 std::filesystem::path demo_dir() { return testing::source_dir() / "models" / "demo"; }
 std::filesystem::path hf_fixture(const std::string& name) { return testing::shared_dir() / "fixtures" / "hf" / name; }
 
+// Largest relative L2 distance between two models' logits over the prompts.
+double worst_distance(const models::Model& a, const models::Model& b, const std::vector<std::vector<int32_t>>& prompts) {
+  ThreadPool pool(2);
+  double worst = 0;
+  for (const auto& p : prompts) {
+    const auto la = testing::logits_all(a, p, pool);
+    const auto lb = testing::logits_all(b, p, pool);
+    worst = std::max(worst, testing::rel_l2(la.data(), lb.data(), la.size()));
+  }
+  return worst;
+}
+
 // Largest relative L2 distance over the prompts between the HF folder and its GGUF export.
 // The HF model keeps float32 RoPE frequencies (exact_buffers), as GGUF files do.
 double export_distance(const std::filesystem::path& dir, ExportType type, const std::vector<std::vector<int32_t>>& prompts,
@@ -41,19 +53,12 @@ double export_distance(const std::filesystem::path& dir, ExportType type, const 
   lo.exact_buffers = true;
   auto hf = models::Model::load(dir, lo);
   // The file's round trip, not the format's default numerics: a bf16 GGUF would
-  // otherwise round its activations as llama.cpp does (see Bf16GgufRoundsActivations).
+  // otherwise round its activations as llama.cpp does (see Bf16GgufRoundsActivationsByDefault).
   models::LoadOptions glo;
   glo.bf16_activations = false;
   auto gg = models::Model::load(out, glo);
   EXPECT_EQ(gg->vocab_size(), hf->vocab_size());
-  ThreadPool pool(2);
-  double worst = 0;
-  for (const auto& p : prompts) {
-    const auto a = testing::logits_all(*gg, p, pool);
-    const auto b = testing::logits_all(*hf, p, pool);
-    worst = std::max(worst, testing::rel_l2(a.data(), b.data(), a.size()));
-  }
-  return worst;
+  return worst_distance(*gg, *hf, prompts);
 }
 
 std::vector<std::vector<int32_t>> fixture_prompts(const std::string& name, size_t max_len = 1000) {
@@ -104,13 +109,7 @@ TEST(GgufExport, Bf16GgufRoundsActivationsByDefault) {
   models::LoadOptions lo;
   lo.exact_buffers = true;
   auto hf = models::Model::load(demo_dir(), lo);
-  ThreadPool pool(2);
-  double worst = 0;
-  for (const auto& p : kDemoPrompts) {
-    const auto a = testing::logits_all(*gguf, p, pool);
-    const auto b = testing::logits_all(*hf, p, pool);
-    worst = std::max(worst, testing::rel_l2(a.data(), b.data(), a.size()));
-  }
+  const double worst = worst_distance(*gguf, *hf, kDemoPrompts);
   std::printf("bf16 GGUF, default activations: rel L2 %.3g from the float32 folder\n", worst);
   EXPECT_LT(worst, 2e-2);
   EXPECT_GT(worst, 1e-4) << "the activations were not rounded";
