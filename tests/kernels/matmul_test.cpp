@@ -95,7 +95,8 @@ TEST(MatmulBf16Avx512, EqualScalarReference) {
   // weight counts that are not multiples of the 5-row tile, k not a multiple of 32,
   // k over several 2048-wide spans, and k = 0 (all zeros).
   const int64_t shapes[][3] = {{1, 1, 1},    {1, 7, 31},   {3, 5, 32},    {5, 9, 33},    {17, 66, 100},
-                               {71, 33, 257}, {1, 130, 2048}, {130, 6, 2048}, {64, 4, 4096}, {2, 3, 8200}, {3, 5, 0}};
+                               {71, 33, 257}, {1, 130, 2048}, {130, 6, 2048}, {64, 4, 4096}, {2, 3, 8200}, {3, 5, 0},
+                               {1, 9, 4100}, {1, 3, 0}};
   double worst = 0;
   for (const auto& s : shapes) {
     const int64_t m = s[0], n = s[1], k = s[2], ldy = n + 3;
@@ -120,6 +121,34 @@ TEST(MatmulBf16Avx512, EqualScalarReference) {
   std::printf("worst |got - ref| / sum|x w| = %.3g\n", worst);
 }
 
+// Every tile shape sums a row as the same chain of vdpbf16ps over k, so a row
+// of activations gives the same bits alone (decode, m = 1) as inside a batch
+// (prefill, continuous batching), in both activation modes. (A one-row decode
+// tile with more chains would break this; see docs/architecture.md, "bf16
+// decode on short rows".)
+TEST(MatmulBf16Avx512, DecodeRowEqualsBatchRow) {
+  if (!kernels::cpu_has_avx512_bf16()) GTEST_SKIP() << "CPU has no AVX512_BF16: the bf16 dot-product kernel never runs";
+  std::mt19937 rng(79);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  for (const int64_t k : {int64_t{31}, int64_t{896}, int64_t{4100}}) {
+    const int64_t m = 5, n = 23;
+    Weights w = make_weights(DType::kBF16, n, k, rng);
+    std::vector<float> x(static_cast<size_t>(m * k));
+    for (float& v : x) v = nd(rng);
+    for (const auto acts : {kernels::Bf16Activations::kSplit, kernels::Bf16Activations::kRound}) {
+      std::vector<float> batch(static_cast<size_t>(m * n)), one(static_cast<size_t>(n));
+      kernels::matmul_with(kernels::Isa::kAvx512, x.data(), m, k, w.view, batch.data(), n, pool, acts);
+      for (int64_t i = 0; i < m; ++i) {
+        kernels::matmul_with(kernels::Isa::kAvx512, x.data() + i * k, 1, k, w.view, one.data(), n, pool, acts);
+        for (int64_t r = 0; r < n; ++r) {
+          EXPECT_EQ(one[size_t(r)], batch[size_t(i * n + r)]) << "k " << k << " row " << i << "," << r;
+        }
+      }
+    }
+  }
+}
+
 // Bf16Activations::kRound (LoadOptions::bf16_activations): the activations are
 // rounded once to bf16, so the kernel must equal a double-precision product of
 // the rounded activations (bf16 x bf16 products are exact in float32; only the
@@ -131,7 +160,7 @@ TEST(MatmulBf16Avx512, RoundedActivationsEqualRoundedReference) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   ThreadPool pool(2);
   // 4-row tiles with remainders 1..3, k not a multiple of 32, k over two spans.
-  const int64_t shapes[][3] = {{1, 1, 1}, {1, 7, 31}, {3, 5, 33}, {6, 9, 100}, {7, 11, 257}, {130, 6, 2048}, {2, 3, 4100}};
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 7, 31}, {3, 5, 33}, {6, 9, 100}, {7, 11, 257}, {130, 6, 2048}, {2, 3, 4100}, {1, 9, 4100}};
   double worst = 0, moved = 0;
   for (const auto& s : shapes) {
     const int64_t m = s[0], n = s[1], k = s[2], ldy = n + 2;
