@@ -77,8 +77,9 @@ void ThreadPool::run_ranges(int self) {
     int64_t most = 0;
     for (int t = 0; t < n_threads_; ++t) {
       const uint64_t v = segments_[static_cast<size_t>(t)].front_back.load(std::memory_order_relaxed);
-      if (t != self && back_of(v) - front_of(v) > most) {
-        most = back_of(v) - front_of(v);
+      const int64_t left = back_of(v) - front_of(v);
+      if (t != self && left > most) {
+        most = left;
         victim = t;
       }
     }

@@ -82,7 +82,7 @@ int run(const BenchArgs& a) {
   const models::ModelInfo info = model->info();
   const std::string isa(kernels::isa_name(kernels::active_isa()));
   std::string weights = info.weight_dtypes;
-  const bool has_bf16 = weights.find("BF16") != std::string::npos;
+  const bool has_bf16 = model->has_matrices(DType::kBF16);
   if (has_bf16) weights += model->bf16_activations() ? " (bf16 activations)" : " (f32 activations)";
   if (a.json) {
     nlohmann::ordered_json j;

@@ -142,6 +142,8 @@ class Model {
   int64_t vocab_size() const { return cfg_.vocab_size; }
   // Whether BF16 matrices round the activations to bf16 (LoadOptions::bf16_activations, resolved).
   bool bf16_activations() const { return bf16_acts_ == kernels::Bf16Activations::kRound; }
+  // Whether any weight matrix is used in dtype t (after --quantize and repacking, unpacked name).
+  bool has_matrices(DType t) const { return matrix_bytes_by_type_.count(std::string(dtype_name(t))) > 0; }
   ModelInfo info() const;
   // End-of-sequence ids from generation_config.json and config.json.
   std::vector<int32_t> eos_token_ids() const;
